@@ -1,0 +1,196 @@
+//! The rule table: every rule's stable name, default action, why it exists
+//! and how to fix what it reports. Docs, `rollguard rules` and the engine all
+//! read this one table, so they cannot drift apart.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Reject the object (validation rules) or change it (mutation rules).
+    Deny,
+    /// Admit the object and return an admission warning.
+    Warn,
+    /// Do not evaluate the rule at all.
+    Off,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Deny => "deny",
+            Action::Warn => "warn",
+            Action::Off => "off",
+        })
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "deny" => Ok(Action::Deny),
+            "warn" => Ok(Action::Warn),
+            "off" => Ok(Action::Off),
+            other => Err(format!(
+                "unknown rule action {other:?}: accepted values are deny, warn, off"
+            )),
+        }
+    }
+}
+
+/// Whether a rule changes objects or judges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    Mutation,
+    Validation,
+}
+
+macro_rules! rules {
+    ($( $variant:ident = $name:literal, $kind:ident, $action:ident,
+        why: $why:literal, fix: $fix:literal; )*) => {
+        /// Every rule rollguard knows, by its stable name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Rule { $( $variant, )* }
+
+        impl Rule {
+            /// All rules, mutations first, in documentation order.
+            pub const ALL: &'static [Rule] = &[ $( Rule::$variant, )* ];
+
+            /// The stable name used in annotations, configuration and messages.
+            pub fn name(self) -> &'static str {
+                match self { $( Rule::$variant => $name, )* }
+            }
+
+            pub fn kind(self) -> RuleKind {
+                match self { $( Rule::$variant => RuleKind::$kind, )* }
+            }
+
+            /// The action used when the configuration does not name one.
+            /// Mutation rules are `Deny` when on ("apply the change").
+            pub fn default_action(self) -> Action {
+                match self { $( Rule::$variant => Action::$action, )* }
+            }
+
+            /// One line: the Kubernetes behaviour the rule guards against.
+            pub fn why(self) -> &'static str {
+                match self { $( Rule::$variant => $why, )* }
+            }
+
+            /// One line: what the user should change.
+            pub fn fix(self) -> &'static str {
+                match self { $( Rule::$variant => $fix, )* }
+            }
+        }
+    };
+}
+
+rules! {
+    PrestopSleep = "prestop-sleep", Mutation, Deny,
+        why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.";
+    ReadinessProbe = "readiness-probe", Mutation, Deny,
+        why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
+        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.";
+    GracePeriod = "grace-period", Mutation, Deny,
+        why: "A grace period that does not match the app's shutdown either kills it mid-flush or hides a missing graceful shutdown.",
+        fix: "Declare rollguard.io/shutdown-timeout; rollguard sets terminationGracePeriodSeconds = preStop sleep + timeout + buffer.";
+    SingleReplica = "single-replica", Mutation, Deny,
+        why: "With one replica and maxUnavailable 1 the old pod is killed before the new one is ready: a broken image takes the service down.",
+        fix: "Use maxUnavailable: 0 and maxSurge: 1 so the new pod must be available first.";
+    StatefulSerial = "stateful-serial", Mutation, Deny,
+        why: "Stateful pods flush state on exit; several exiting at once overwhelm the downstream store.",
+        fix: "Roll one pod at a time: maxSurge: 0, maxUnavailable: 1.";
+    PullBasedSurge = "pull-based-surge", Mutation, Deny,
+        why: "A queue consumer that is stopped before its replacement is available stops processing work.",
+        fix: "Use maxUnavailable: 0 and maxSurge of at least 1.";
+    Warmup = "warmup", Mutation, Deny,
+        why: "Pods that need a warm-up phase take full load as soon as they are Ready and answer slowly or fail.",
+        fix: "Set minReadySeconds to the warm-up and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).";
+    RolloutAllUnavailable = "rollout-all-unavailable", Validation, Deny,
+        why: "A RollingUpdate whose maxUnavailable covers every replica behaves like Recreate: the whole service goes down.",
+        fix: "Lower maxUnavailable below spec.replicas (for one replica: maxUnavailable: 0, maxSurge: 1).";
+    RolloutFencepost = "rollout-fencepost", Validation, Deny,
+        why: "maxSurge and maxUnavailable both resolving to 0 make the controller silently use maxUnavailable 1.",
+        fix: "Set maxSurge to at least 1 (or use an absolute maxUnavailable) so the rollout can progress as intended.";
+    StatefulRecreate = "stateful-recreate", Validation, Deny,
+        why: "With Recreate every stateful replica flushes its state at the same moment.",
+        fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1.";
+    StatefulParallel = "stateful-parallel", Validation, Deny,
+        why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store.",
+        fix: "Set maxUnavailable: 1 (and maxSurge: 0) for stateful workloads.";
+    GraceBelowShutdown = "grace-below-shutdown", Validation, Deny,
+        why: "The kubelet kills the app with SIGKILL before its declared shutdown can finish: state is lost.",
+        fix: "Raise terminationGracePeriodSeconds to at least preStop sleep + rollguard.io/shutdown-timeout.";
+    PrestopExceedsGrace = "prestop-exceeds-grace", Validation, Deny,
+        why: "A preStop sleep as long as the grace period leaves the app no time to shut down after SIGTERM.",
+        fix: "Shorten the preStop sleep or raise terminationGracePeriodSeconds above it.";
+    MinReadyExceedsDeadline = "min-ready-exceeds-deadline", Validation, Deny,
+        why: "When minReadySeconds reaches progressDeadlineSeconds every rollout is reported as failed.",
+        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up.";
+    InvalidAnnotation = "invalid-annotation", Validation, Deny,
+        why: "A rollguard annotation that cannot be read would silently leave the workload unprotected.",
+        fix: "Use one of the accepted values listed in the message (see docs/rules.md for the annotation contract).";
+    ReadinessMissing = "readiness-missing", Validation, Warn,
+        why: "A serving container without a readiness probe receives traffic before it can serve it.",
+        fix: "Add a readinessProbe to the container (rollguard injects one in enforce mode).";
+    ReadinessIsLiveness = "readiness-is-liveness", Validation, Warn,
+        why: "With identical probes an overloaded pod is restarted instead of being taken out of rotation.",
+        fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.";
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Rule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Rule::ALL
+            .iter()
+            .copied()
+            .find(|rule| rule.name() == s)
+            .ok_or_else(|| format!("unknown rule {s:?}: known rules are {}", known_rule_names()))
+    }
+}
+
+/// Comma-separated list of every rule name, for error messages.
+pub fn known_rule_names() -> String {
+    Rule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_name_round_trips_and_is_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for rule in Rule::ALL {
+            assert_eq!(rule.name().parse::<Rule>().unwrap(), *rule);
+            assert!(seen.insert(rule.name()), "duplicate rule name {}", rule.name());
+        }
+    }
+
+    #[test]
+    fn unknown_rule_name_lists_the_known_ones() {
+        let err = "no-such-rule".parse::<Rule>().unwrap_err();
+        assert!(err.contains("no-such-rule") && err.contains("prestop-sleep"), "{err}");
+    }
+
+    #[test]
+    fn only_readiness_rules_warn_by_default() {
+        let warn: Vec<_> = Rule::ALL
+            .iter()
+            .filter(|r| r.default_action() == Action::Warn)
+            .map(|r| r.name())
+            .collect();
+        assert_eq!(warn, ["readiness-missing", "readiness-is-liveness"]);
+    }
+}

@@ -1,0 +1,80 @@
+//! The server-wide policy settings the engine reads: defaults that annotations
+//! can override, the sidecars to leave alone, the preStop handler, and the
+//! action of every rule. Plain data; loading it from files and flags lives in
+//! `config`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::rules::{Action, Rule};
+
+/// How an injected preStop hook sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrestopHandler {
+    /// The native `lifecycle.preStop.sleep` action (Kubernetes >= 1.30).
+    Sleep,
+    /// `exec: ["sleep", "N"]`, for older clusters (needs `sleep` in the image).
+    Exec,
+}
+
+impl FromStr for PrestopHandler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sleep" => Ok(PrestopHandler::Sleep),
+            "exec" => Ok(PrestopHandler::Exec),
+            other => Err(format!(
+                "unknown preStop handler {other:?}: accepted values are sleep, exec"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PrestopHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrestopHandler::Sleep => "sleep",
+            PrestopHandler::Exec => "exec",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// preStop sleep injected when the workload does not declare one.
+    pub prestop_sleep_seconds: i64,
+    /// Added to preStop sleep + shutdown-timeout for the grace period.
+    pub shutdown_buffer_seconds: i64,
+    /// Containers (by name) that never get a preStop hook or readiness probe.
+    pub skip_containers: Vec<String>,
+    pub prestop_handler: PrestopHandler,
+    /// Actions that differ from each rule's default.
+    pub rule_actions: BTreeMap<Rule, Action>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prestop_sleep_seconds: 10,
+            shutdown_buffer_seconds: 5,
+            skip_containers: vec!["istio-proxy".to_string(), "linkerd-proxy".to_string()],
+            prestop_handler: PrestopHandler::Sleep,
+            rule_actions: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The configured action of a rule, or its default.
+    pub fn action(&self, rule: Rule) -> Action {
+        self.rule_actions
+            .get(&rule)
+            .copied()
+            .unwrap_or_else(|| rule.default_action())
+    }
+
+    pub fn is_skipped_container(&self, name: &str) -> bool {
+        self.skip_containers.iter().any(|skip| skip == name)
+    }
+}
