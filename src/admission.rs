@@ -1,6 +1,19 @@
-//! AdmissionReview in, AdmissionReview out. (Stub: the engine lands next.)
+//! AdmissionReview in, AdmissionReview out. Decodes the envelope with kube's
+//! admission types, keeps the object as raw JSON for the engine, and encodes
+//! the reply in the exact wire form the API server accepts.
 
+use std::collections::BTreeMap;
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use serde_json::Value;
+
+use crate::policy::{self, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
+use crate::rules::Action;
 use crate::settings::Settings;
+use crate::workload::WorkloadKind;
+
+const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// The admission routes the server exposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +40,14 @@ impl Route {
     /// Short name, used as a metrics label.
     pub fn name(self) -> &'static str {
         &self.path()[1..]
+    }
+
+    fn stage(self) -> Stage {
+        match self {
+            Route::Mutate => Stage::Mutate,
+            Route::Validate => Stage::Validate,
+            Route::Audit => Stage::Full,
+        }
     }
 }
 
@@ -57,20 +78,293 @@ pub struct ReviewLog {
     pub namespace: String,
     pub name: String,
     pub operation: String,
-    /// `allowed`, `patched`, `denied`, `skipped`, `ignored`, `bad-request`, `error`.
+    /// `allowed`, `patched`, `denied`, `audited`, `skipped` (mode off),
+    /// `ignored` (kind or operation rollguard does not handle),
+    /// `bad-request`, `error`.
     pub outcome: &'static str,
     pub rules: Vec<String>,
     pub warnings: usize,
 }
 
 /// Answers one admission review body for a route.
-pub fn answer(_route: Route, _body: &[u8], _config: &PolicyConfig) -> ReviewReply {
-    ReviewReply {
-        status: 500,
-        body: b"engine not wired yet".to_vec(),
-        log: ReviewLog {
-            outcome: "error",
-            ..ReviewLog::default()
+pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
+    let request = match decode(body) {
+        Ok(request) => request,
+        Err(message) => return plain(400, message, ReviewLog::default(), "bad-request"),
+    };
+    let mut log = ReviewLog {
+        uid: request.uid.clone(),
+        kind: request.kind.kind.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: display_name(&request.name, request.object.as_ref()),
+        operation: operation_name(&request.operation).to_string(),
+        ..ReviewLog::default()
+    };
+    let handled = WorkloadKind::from_gvk(
+        &request.kind.group,
+        &request.kind.version,
+        &request.kind.kind,
+    )
+    .filter(|kind| handles(*kind, &request.operation))
+    .zip(request.object.as_ref());
+    let Some((kind, object)) = handled else {
+        log.outcome = "ignored";
+        return reply(AdmissionResponse::from(&request), log);
+    };
+    let mode = if config.audit_only || route == Route::Audit {
+        Mode::Audit
+    } else {
+        Mode::Enforce
+    };
+    let eval = EvalRequest {
+        kind,
+        object,
+        stage: route.stage(),
+        mode,
+    };
+    match policy::evaluate(&eval, &config.settings) {
+        Ok(verdict) => {
+            let response = respond(&request, &verdict, &mut log);
+            match response {
+                Ok(response) => reply(response, log),
+                Err(message) => plain(500, message, log, "error"),
+            }
+        }
+        Err(err) => plain(
+            500,
+            format!("rollguard could not evaluate {kind} {}: {err}", log.name),
+            log,
+            "error",
+        ),
+    }
+}
+
+/// The request with the object kept as raw JSON: the typed envelope is read
+/// without it, so fields unknown to k8s-openapi are never dropped.
+struct Request {
+    uid: String,
+    kind: kube::core::GroupVersionKind,
+    name: String,
+    namespace: Option<String>,
+    operation: Operation,
+    object: Option<Value>,
+    envelope: AdmissionRequest<DynamicObject>,
+}
+
+impl From<&Request> for AdmissionResponse {
+    fn from(request: &Request) -> Self {
+        AdmissionResponse::from(&request.envelope)
+    }
+}
+
+fn decode(body: &[u8]) -> Result<Request, String> {
+    let mut review: Value =
+        serde_json::from_slice(body).map_err(|err| format!("request body is not JSON: {err}"))?;
+    let api_version = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != "AdmissionReview" || api_version != API_VERSION {
+        return Err(format!(
+            "expected an AdmissionReview of apiVersion {API_VERSION}, got kind {kind:?} apiVersion {api_version:?}; \
+             set admissionReviewVersions: [v1] in the webhook configuration"
+        ));
+    }
+    let Some(request) = review.get_mut("request").and_then(Value::as_object_mut) else {
+        return Err("AdmissionReview has no request".to_string());
+    };
+    let object = request.remove("object").filter(|o| !o.is_null());
+    request.remove("oldObject");
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review)
+        .map_err(|err| format!("AdmissionReview request is malformed: {err}"))?;
+    let envelope: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| "AdmissionReview has no request".to_string())?;
+    if envelope.uid.is_empty() {
+        return Err("AdmissionReview request has an empty uid".to_string());
+    }
+    if object.as_ref().is_some_and(|o| !o.is_object()) {
+        return Err("AdmissionReview request.object is not a JSON object".to_string());
+    }
+    Ok(Request {
+        uid: envelope.uid.clone(),
+        kind: envelope.kind.clone(),
+        name: envelope.name.clone(),
+        namespace: envelope.namespace.clone(),
+        operation: envelope.operation.clone(),
+        object,
+        envelope,
+    })
+}
+
+fn handles(kind: WorkloadKind, operation: &Operation) -> bool {
+    match kind {
+        // A running pod's spec is immutable: only creation can be shaped.
+        WorkloadKind::Pod => matches!(operation, Operation::Create),
+        _ => matches!(operation, Operation::Create | Operation::Update),
+    }
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Pods created by a ReplicaSet have no name yet, only a generateName prefix.
+fn display_name(name: &str, object: Option<&Value>) -> String {
+    if !name.is_empty() {
+        return name.to_string();
+    }
+    let metadata = object.and_then(|o| o.get("metadata"));
+    if let Some(name) = metadata.and_then(|m| m.get("name")).and_then(Value::as_str) {
+        return name.to_string();
+    }
+    match metadata
+        .and_then(|m| m.get("generateName"))
+        .and_then(Value::as_str)
+    {
+        Some(prefix) => format!("{prefix}*"),
+        None => String::new(),
+    }
+}
+
+fn respond(
+    request: &Request,
+    verdict: &Verdict,
+    log: &mut ReviewLog,
+) -> Result<AdmissionResponse, String> {
+    let mut response = AdmissionResponse::from(request);
+    log.rules = verdict
+        .rules_fired()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let mut warnings = Vec::new();
+    let mut audit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    match verdict.mode {
+        EffectiveMode::Off => {
+            log.outcome = "skipped";
+            return Ok(response);
+        }
+        EffectiveMode::Audit => {
+            for m in &verdict.mutations {
+                warnings.push(policy::findings_short(&format!(
+                    "rollguard audit: would set {}",
+                    m.describe()
+                )));
+                audit.entry("would-mutate").or_default().push(m.rule.name());
+            }
+            for v in &verdict.violations {
+                let verb = if v.action == Action::Deny {
+                    "would deny"
+                } else {
+                    "warn"
+                };
+                warnings.push(v.warning(&format!("rollguard audit: {verb} ")));
+                let key = if v.action == Action::Deny {
+                    "would-deny"
+                } else {
+                    "would-warn"
+                };
+                audit.entry(key).or_default().push(v.rule.name());
+            }
+            log.outcome = "audited";
+        }
+        EffectiveMode::Enforce => {
+            for m in verdict
+                .mutations
+                .iter()
+                .filter(|m| m.action == Action::Warn)
+            {
+                warnings.push(policy::findings_short(&format!(
+                    "rollguard suggests {}",
+                    m.describe()
+                )));
+                audit.entry("suggested").or_default().push(m.rule.name());
+            }
+            for m in verdict
+                .mutations
+                .iter()
+                .filter(|m| m.action == Action::Apply)
+            {
+                audit.entry("mutated").or_default().push(m.rule.name());
+            }
+            for v in verdict
+                .violations
+                .iter()
+                .filter(|v| v.action == Action::Warn)
+            {
+                warnings.push(v.warning("rollguard "));
+                let key = if v.waived { "waived" } else { "warned" };
+                audit.entry(key).or_default().push(v.rule.name());
+            }
+            let denials: Vec<String> = verdict.denials().map(|v| v.message()).collect();
+            if !denials.is_empty() {
+                for v in verdict.denials() {
+                    audit.entry("denied").or_default().push(v.rule.name());
+                }
+                response = response.deny(denials.join("\n"));
+                log.outcome = "denied";
+            } else if !verdict.patch.0.is_empty() {
+                response = response
+                    .with_patch(verdict.patch.clone())
+                    .map_err(|err| format!("cannot encode the patch: {err}"))?;
+                log.outcome = "patched";
+            } else {
+                log.outcome = "allowed";
+            }
+        }
+    }
+    for (key, mut rules) in audit {
+        rules.dedup();
+        response
+            .audit_annotations
+            .insert(key.to_string(), rules.join(","));
+    }
+    log.warnings = warnings.len();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    Ok(response)
+}
+
+fn reply(response: AdmissionResponse, log: ReviewLog) -> ReviewReply {
+    match encode(response) {
+        Ok(body) => ReviewReply {
+            status: 200,
+            body,
+            log,
         },
+        Err(message) => plain(500, message, log, "error"),
+    }
+}
+
+/// Serialises the reply. kube's response type would write the patch as an
+/// array of numbers; the API server only accepts a base64 string.
+pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let mut review = serde_json::to_value(response.into_review())
+        .map_err(|err| format!("cannot encode the AdmissionReview: {err}"))?;
+    review["apiVersion"] = Value::from(API_VERSION);
+    review["kind"] = Value::from("AdmissionReview");
+    if let Some(patch) = review.pointer_mut("/response/patch") {
+        let bytes: Vec<u8> = serde_json::from_value(patch.take())
+            .map_err(|err| format!("cannot encode the patch: {err}"))?;
+        *patch = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    serde_json::to_vec(&review).map_err(|err| format!("cannot encode the AdmissionReview: {err}"))
+}
+
+fn plain(status: u16, message: String, mut log: ReviewLog, outcome: &'static str) -> ReviewReply {
+    log.outcome = outcome;
+    ReviewReply {
+        status,
+        body: message.into_bytes(),
+        log,
     }
 }

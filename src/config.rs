@@ -91,7 +91,11 @@ pub fn parse_file(text: &str) -> Result<ConfigFile, String> {
 /// Merges file values and overrides into settings, validating each key.
 pub fn resolve(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, ConfigError> {
     let mut settings = Settings::default();
-    if let Some(text) = overrides.prestop_sleep.as_ref().or(file.prestop_sleep.as_ref()) {
+    if let Some(text) = overrides
+        .prestop_sleep
+        .as_ref()
+        .or(file.prestop_sleep.as_ref())
+    {
         settings.prestop_sleep_seconds = seconds("prestopSleep", text)?;
     }
     if let Some(text) = overrides
@@ -151,6 +155,9 @@ fn set_rule_action(
         .map_err(|reason| invalid(key, rule, &reason))?;
     let parsed_action = action
         .parse::<Action>()
+        .map_err(|reason| invalid(key, action, &reason))?;
+    parsed_rule
+        .accepts(parsed_action)
         .map_err(|reason| invalid(key, action, &reason))?;
     settings.rule_actions.insert(parsed_rule, parsed_action);
     Ok(())
@@ -220,13 +227,22 @@ mod tests {
             ("prestopSleep: ten\n", "prestopSleep"),
             ("prestopHandler: auto-magic\n", "prestopHandler"),
             ("rules:\n  no-such-rule: deny\n", "rules.no-such-rule"),
-            ("rules:\n  readiness-missing: maybe\n", "rules.readiness-missing"),
+            (
+                "rules:\n  readiness-missing: maybe\n",
+                "rules.readiness-missing",
+            ),
+            ("rules:\n  prestop-sleep: deny\n", "rules.prestop-sleep"),
         ];
         for (text, key) in cases {
             let file = parse_file(text).unwrap();
-            let err = resolve(&file, &Overrides::default()).unwrap_err().to_string();
+            let err = resolve(&file, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(&format!("`{key}`")), "{text}: {err}");
-            assert!(err.contains("accepted") || err.contains("known rules"), "{err}");
+            assert!(
+                err.contains("accepted") || err.contains("known rules"),
+                "{err}"
+            );
         }
         let overrides = Overrides {
             rule_actions: vec!["readiness-missing".into()],

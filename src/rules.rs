@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// Reject the object (validation rules) or change it (mutation rules).
+    /// Change the object (mutation rules only).
+    Apply,
+    /// Reject the object (validation rules only).
     Deny,
     /// Admit the object and return an admission warning.
     Warn,
@@ -22,6 +24,7 @@ pub enum Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Action::Apply => "apply",
             Action::Deny => "deny",
             Action::Warn => "warn",
             Action::Off => "off",
@@ -33,11 +36,12 @@ impl FromStr for Action {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "apply" => Ok(Action::Apply),
             "deny" => Ok(Action::Deny),
             "warn" => Ok(Action::Warn),
             "off" => Ok(Action::Off),
             other => Err(format!(
-                "unknown rule action {other:?}: accepted values are deny, warn, off"
+                "unknown rule action {other:?}: accepted values are apply (mutation rules), deny (validation rules), warn, off"
             )),
         }
     }
@@ -71,7 +75,6 @@ macro_rules! rules {
             }
 
             /// The action used when the configuration does not name one.
-            /// Mutation rules are `Deny` when on ("apply the change").
             pub fn default_action(self) -> Action {
                 match self { $( Rule::$variant => Action::$action, )* }
             }
@@ -90,25 +93,25 @@ macro_rules! rules {
 }
 
 rules! {
-    PrestopSleep = "prestop-sleep", Mutation, Deny,
+    PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
         fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.";
-    ReadinessProbe = "readiness-probe", Mutation, Deny,
+    ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
         fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.";
-    GracePeriod = "grace-period", Mutation, Deny,
+    GracePeriod = "grace-period", Mutation, Apply,
         why: "A grace period that does not match the app's shutdown either kills it mid-flush or hides a missing graceful shutdown.",
         fix: "Declare rollguard.io/shutdown-timeout; rollguard sets terminationGracePeriodSeconds = preStop sleep + timeout + buffer.";
-    SingleReplica = "single-replica", Mutation, Deny,
+    SingleReplica = "single-replica", Mutation, Apply,
         why: "With one replica and maxUnavailable 1 the old pod is killed before the new one is ready: a broken image takes the service down.",
         fix: "Use maxUnavailable: 0 and maxSurge: 1 so the new pod must be available first.";
-    StatefulSerial = "stateful-serial", Mutation, Deny,
+    StatefulSerial = "stateful-serial", Mutation, Apply,
         why: "Stateful pods flush state on exit; several exiting at once overwhelm the downstream store.",
         fix: "Roll one pod at a time: maxSurge: 0, maxUnavailable: 1.";
-    PullBasedSurge = "pull-based-surge", Mutation, Deny,
+    PullBasedSurge = "pull-based-surge", Mutation, Apply,
         why: "A queue consumer that is stopped before its replacement is available stops processing work.",
         fix: "Use maxUnavailable: 0 and maxSurge of at least 1.";
-    Warmup = "warmup", Mutation, Deny,
+    Warmup = "warmup", Mutation, Apply,
         why: "Pods that need a warm-up phase take full load as soon as they are Ready and answer slowly or fail.",
         fix: "Set minReadySeconds to the warm-up and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).";
     RolloutAllUnavailable = "rollout-all-unavailable", Validation, Deny,
@@ -143,6 +146,22 @@ rules! {
         fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.";
 }
 
+impl Rule {
+    /// Whether `action` makes sense for this rule: `apply` only for
+    /// mutations, `deny` only for validations.
+    pub fn accepts(self, action: Action) -> Result<(), String> {
+        match (self.kind(), action) {
+            (RuleKind::Mutation, Action::Deny) => Err(format!(
+                "{self} is a mutation rule: accepted actions are apply, warn, off"
+            )),
+            (RuleKind::Validation, Action::Apply) => Err(format!(
+                "{self} is a validation rule: accepted actions are deny, warn, off"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -162,7 +181,11 @@ impl FromStr for Rule {
 
 /// Comma-separated list of every rule name, for error messages.
 pub fn known_rule_names() -> String {
-    Rule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+    Rule::ALL
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -174,14 +197,31 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for rule in Rule::ALL {
             assert_eq!(rule.name().parse::<Rule>().unwrap(), *rule);
-            assert!(seen.insert(rule.name()), "duplicate rule name {}", rule.name());
+            assert!(
+                seen.insert(rule.name()),
+                "duplicate rule name {}",
+                rule.name()
+            );
         }
     }
 
     #[test]
     fn unknown_rule_name_lists_the_known_ones() {
         let err = "no-such-rule".parse::<Rule>().unwrap_err();
-        assert!(err.contains("no-such-rule") && err.contains("prestop-sleep"), "{err}");
+        assert!(
+            err.contains("no-such-rule") && err.contains("prestop-sleep"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mutation_rules_apply_and_validation_rules_deny() {
+        for rule in Rule::ALL {
+            assert!(rule.accepts(rule.default_action()).is_ok(), "{rule}");
+            assert!(rule.accepts(Action::Warn).is_ok() && rule.accepts(Action::Off).is_ok());
+        }
+        assert!(Rule::PrestopSleep.accepts(Action::Deny).is_err());
+        assert!(Rule::RolloutFencepost.accepts(Action::Apply).is_err());
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! Writing into the raw JSON document and computing the JSON Patch as the
+//! difference between what was received and what rollguard would admit.
+//! Working on the raw document keeps every field the typed Kubernetes structs
+//! do not know.
+
+use serde_json::{Map, Value};
+
+/// One step of a path into a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Step {
+    fn from(key: &str) -> Self {
+        Step::Key(key.to_string())
+    }
+}
+
+impl From<usize> for Step {
+    fn from(index: usize) -> Self {
+        Step::Index(index)
+    }
+}
+
+/// Builds a path from keys and indexes: `path!["spec", "containers", 0]`.
+#[macro_export]
+macro_rules! path {
+    ($($step:expr),* $(,)?) => { vec![$($crate::patch::Step::from($step)),*] };
+}
+
+/// Sets `value` at `path`, creating missing (or null) parent objects. An index
+/// must address an existing array element. Returns false when the path runs
+/// through a value that is neither an object nor a fitting array.
+pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        *doc = value;
+        return true;
+    };
+    let mut node = doc;
+    for step in parents {
+        node = match step {
+            Step::Key(key) => {
+                if node.is_null() {
+                    *node = Value::Object(Map::new());
+                }
+                let Some(object) = node.as_object_mut() else {
+                    return false;
+                };
+                let child = object.entry(key.clone()).or_insert(Value::Null);
+                if child.is_null() {
+                    *child = Value::Object(Map::new());
+                }
+                child
+            }
+            Step::Index(index) => match node.as_array_mut().and_then(|a| a.get_mut(*index)) {
+                Some(child) => child,
+                None => return false,
+            },
+        };
+    }
+    match last {
+        Step::Key(key) => {
+            if node.is_null() {
+                *node = Value::Object(Map::new());
+            }
+            match node.as_object_mut() {
+                Some(object) => {
+                    object.insert(key.clone(), value);
+                    true
+                }
+                None => false,
+            }
+        }
+        Step::Index(index) => match node.as_array_mut().and_then(|a| a.get_mut(*index)) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// Reads the value at `path`, if present.
+pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(doc, |node, step| match step {
+        Step::Key(key) => node.get(key.as_str()),
+        Step::Index(index) => node.get(*index),
+    })
+}
+
+/// The RFC 6902 patch that turns `received` into `admitted`. Paths are RFC 6901
+/// pointers with `~` and `/` escaped (annotation keys contain `/`).
+pub fn diff(received: &Value, admitted: &Value) -> json_patch::Patch {
+    json_patch::diff(received, admitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_creates_missing_parents_and_diff_adds_them_whole() {
+        let received =
+            json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c"}]}});
+        let mut admitted = received.clone();
+        assert!(set(
+            &mut admitted,
+            &path!["spec", "containers", 0, "lifecycle", "preStop"],
+            json!({"sleep": {"seconds": 10}})
+        ));
+        assert!(set(
+            &mut admitted,
+            &path!["metadata", "annotations", "rollguard.io/mutated"],
+            json!("prestop-sleep")
+        ));
+        let patch = serde_json::to_value(diff(&received, &admitted)).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "add", "path": "/metadata/annotations", "value": {"rollguard.io/mutated": "prestop-sleep"}},
+                {"op": "add", "path": "/spec/containers/0/lifecycle", "value": {"preStop": {"sleep": {"seconds": 10}}}},
+            ])
+        );
+    }
+
+    #[test]
+    fn slash_and_tilde_in_keys_are_escaped() {
+        let received = json!({"metadata": {"annotations": {"a": "b"}}});
+        let mut admitted = received.clone();
+        set(
+            &mut admitted,
+            &path!["metadata", "annotations", "rollguard.io/x~y"],
+            json!("v"),
+        );
+        let patch = serde_json::to_value(diff(&received, &admitted)).unwrap();
+        assert_eq!(patch[0]["path"], "/metadata/annotations/rollguard.io~1x~0y");
+        let mut applied = received.clone();
+        json_patch::patch(&mut applied, &diff(&received, &admitted)).unwrap();
+        assert_eq!(applied, admitted);
+    }
+
+    #[test]
+    fn set_refuses_paths_through_scalars_or_missing_elements() {
+        let mut doc = json!({"spec": "text", "list": []});
+        assert!(!set(&mut doc, &path!["spec", "x"], json!(1)));
+        assert!(!set(&mut doc, &path!["list", 0, "x"], json!(1)));
+        assert!(!set(&mut doc, &path!["list", 0], json!(1)));
+        assert_eq!(doc, json!({"spec": "text", "list": []}));
+    }
+
+    #[test]
+    fn get_follows_keys_and_indexes() {
+        let doc = json!({"a": [{"b": 1}]});
+        assert_eq!(get(&doc, &path!["a", 0, "b"]), Some(&json!(1)));
+        assert_eq!(get(&doc, &path!["a", 1]), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Validation results and the messages users read: a denial names the rule,
+//! the field, the conflicting values, why it is unsafe and the fix; a warning
+//! says the same in at most 120 characters.
+
+use crate::annotations::{Origin, Problem};
+use crate::rules::{Action, Rule};
+
+/// Warnings longer than this may be cut by the API server or kubectl.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// A rule that fired, before its configured action is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: Rule,
+    /// Human path of the offending field.
+    pub field: String,
+    /// The values that conflict, in a few words.
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(rule: Rule, field: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding {
+            rule,
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A finding with the action it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: Rule,
+    /// `Deny` or `Warn`.
+    pub action: Action,
+    /// A denial turned into a warning by `rollguard.io/waive`.
+    pub waived: bool,
+    pub field: String,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(finding: Finding, action: Action, waived: bool) -> Violation {
+        Violation {
+            rule: finding.rule,
+            action,
+            waived,
+            field: finding.field,
+            detail: finding.detail,
+        }
+    }
+
+    /// The full explanation, used for denials, logs and `rollguard check`.
+    pub fn message(&self) -> String {
+        let waive = if self.rule == Rule::InvalidAnnotation {
+            String::new()
+        } else {
+            format!(
+                " To accept the risk instead, annotate the workload with rollguard.io/waive: {}.",
+                self.rule
+            )
+        };
+        format!(
+            "{rule}: {field}: {detail}. Why: {why} Fix: {fix}{waive}",
+            rule = self.rule,
+            field = self.field,
+            detail = self.detail,
+            why = self.rule.why(),
+            fix = self.rule.fix(),
+        )
+    }
+
+    /// The short form for admission warnings (at most 120 characters).
+    pub fn warning(&self, prefix: &str) -> String {
+        let label = if self.waived { " (waived)" } else { "" };
+        short(&format!("{prefix}{}{label}: {}", self.rule, self.detail))
+    }
+}
+
+/// Cuts a message to [`MAX_WARNING_CHARS`] characters on a char boundary.
+pub fn short(text: &str) -> String {
+    if text.chars().count() <= MAX_WARNING_CHARS {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MAX_WARNING_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+pub(super) fn annotation_problem(problem: &Problem) -> Finding {
+    let field = match problem.origin {
+        Origin::Object => format!("metadata.annotations[{}]", problem.key),
+        Origin::Template => format!("spec.template.metadata.annotations[{}]", problem.key),
+    };
+    Finding::new(
+        Rule::InvalidAnnotation,
+        field,
+        format!("{:?} is not valid: {}", problem.value, problem.reason),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_message_names_rule_field_values_why_fix_and_waiver() {
+        let v = Violation::new(
+            Finding::new(
+                Rule::RolloutFencepost,
+                "spec.strategy.rollingUpdate",
+                "maxSurge 0 and maxUnavailable 25% both resolve to 0 for 1 replica",
+            ),
+            Action::Deny,
+            false,
+        );
+        let message = v.message();
+        for part in [
+            "rollout-fencepost",
+            "spec.strategy.rollingUpdate",
+            "maxSurge 0",
+            Rule::RolloutFencepost.why(),
+            Rule::RolloutFencepost.fix(),
+            "rollguard.io/waive: rollout-fencepost",
+        ] {
+            assert!(message.contains(part), "{message} lacks {part}");
+        }
+    }
+
+    #[test]
+    fn warnings_never_exceed_120_characters() {
+        let v = Violation::new(
+            Finding::new(Rule::ReadinessMissing, "f", "x".repeat(500)),
+            Action::Warn,
+            false,
+        );
+        let warning = v.warning("rollguard ");
+        assert_eq!(warning.chars().count(), MAX_WARNING_CHARS);
+        assert!(warning.ends_with('…'));
+        assert_eq!(short("ünïcödé"), "ünïcödé");
+    }
+}

@@ -1,0 +1,344 @@
+//! The policy engine: a pure function from an object and the settings to a
+//! verdict (mutations, the patch, violations). No I/O, no clock, no globals:
+//! the webhook, `rollguard check` and the tests all call [`evaluate`].
+
+mod findings;
+pub mod grace;
+pub mod prestop;
+pub mod readiness;
+pub mod strategy;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::annotations::{self, Declared, ObjectMode, Problem};
+use crate::patch::{self, Step};
+use crate::rules::{Action, Rule};
+use crate::settings::Settings;
+use crate::workload::{ReadError, Workload, WorkloadKind};
+
+pub use findings::{short as findings_short, Finding, Violation, MAX_WARNING_CHARS};
+
+/// Which half of the admission work a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The mutating webhook: compute (and in enforce mode apply) mutations.
+    Mutate,
+    /// The validating webhook: judge the object as it will be stored.
+    Validate,
+    /// Both, as `/audit` and `rollguard check` do: mutate, then judge the result.
+    Full,
+}
+
+/// The mode the namespace (or the whole server) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Audit,
+}
+
+/// The mode in force for one object, after its own annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectiveMode {
+    Enforce,
+    Audit,
+    /// `rollguard.io/mode: off`: the object is left alone.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EvalRequest<'a> {
+    pub kind: WorkloadKind,
+    pub object: &'a Value,
+    pub stage: Stage,
+    pub mode: Mode,
+}
+
+/// One change rollguard makes (or would make) to an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    pub rule: Rule,
+    /// Where in the raw document the value goes.
+    pub path: Vec<Step>,
+    /// The same place for humans: `spec.template.spec.containers[web].lifecycle.preStop`.
+    pub field: String,
+    pub old: Option<Value>,
+    pub new: Value,
+    /// `Apply`, or `Warn` when the rule is configured to only suggest.
+    pub action: Action,
+}
+
+impl Mutation {
+    /// `field: old → new (rule)`, values in compact JSON.
+    pub fn describe(&self) -> String {
+        let old = self
+            .old
+            .as_ref()
+            .map_or_else(|| "unset".to_string(), compact);
+        format!(
+            "{}: {} → {} ({})",
+            self.field,
+            old,
+            compact(&self.new),
+            self.rule
+        )
+    }
+}
+
+fn compact(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Everything the engine decided about one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub mode: EffectiveMode,
+    /// Mutations made (enforce) or that would be made (audit); empty for the
+    /// validate stage.
+    pub mutations: Vec<Mutation>,
+    /// The JSON Patch to return; empty unless enforce mode changed something.
+    pub patch: json_patch::Patch,
+    /// The object as rollguard admits it (with the patch applied).
+    pub admitted: Value,
+    /// Violations; empty for the mutate stage.
+    pub violations: Vec<Violation>,
+}
+
+impl Verdict {
+    /// True when the object must be rejected.
+    pub fn denied(&self) -> bool {
+        self.mode == EffectiveMode::Enforce && self.denials().next().is_some()
+    }
+
+    pub fn denials(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.action == Action::Deny)
+    }
+
+    /// Rule names that fired, mutations first, without repeats.
+    pub fn rules_fired(&self) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = Vec::new();
+        for rule in self
+            .mutations
+            .iter()
+            .map(|m| m.rule)
+            .chain(self.violations.iter().map(|v| v.rule))
+        {
+            if !rules.contains(&rule) {
+                rules.push(rule);
+            }
+        }
+        rules
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    #[error(transparent)]
+    Unreadable(#[from] ReadError),
+    #[error("cannot write {field} into the object: a parent field is not an object")]
+    Unwritable { field: String },
+}
+
+/// What the rules read besides the object: settings and declarations.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub kind: WorkloadKind,
+    pub settings: &'a Settings,
+    pub declared: &'a Declared,
+}
+
+impl Context<'_> {
+    /// Human path of the pod spec: `spec.template.spec` or `spec`.
+    pub fn pod_spec_field(&self) -> &'static str {
+        match self.kind {
+            WorkloadKind::Pod => "spec",
+            _ => "spec.template.spec",
+        }
+    }
+
+    pub fn container_field(&self, name: &str, rest: &str) -> String {
+        format!("{}.containers[{name}]{rest}", self.pod_spec_field())
+    }
+
+    /// Path into the pod spec in the raw document.
+    pub fn pod_spec_path(&self, rest: Vec<Step>) -> Vec<Step> {
+        let mut path = self.kind.pod_spec_path();
+        path.extend(rest);
+        path
+    }
+
+    fn action(&self, rule: Rule) -> Action {
+        self.settings.action(rule)
+    }
+
+    /// The action of a mutation rule, or None when it is off.
+    pub fn mutation_action(&self, rule: Rule) -> Option<Action> {
+        match self.settings.action(rule) {
+            Action::Off => None,
+            action => Some(action),
+        }
+    }
+}
+
+/// Evaluates one object. The only entry point of the engine.
+pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdict, EngineError> {
+    let received = Workload::read(request.kind, request.object)?;
+    let declared_settings =
+        annotations::effective(&received.annotations, &received.template_annotations);
+    let (declared, problems) = annotations::parse(&declared_settings);
+    let mode = effective_mode(request.mode, declared.mode);
+    let mut verdict = Verdict {
+        mode,
+        mutations: Vec::new(),
+        patch: json_patch::Patch::default(),
+        admitted: request.object.clone(),
+        violations: Vec::new(),
+    };
+    if mode == EffectiveMode::Off {
+        return Ok(verdict);
+    }
+    let ctx = Context {
+        kind: request.kind,
+        settings,
+        declared: &declared,
+    };
+
+    // Validating an enforced object judges it as it will be stored; everything
+    // else judges what enforce mode would store.
+    let wants_mutations = !(request.stage == Stage::Validate && mode == EffectiveMode::Enforce);
+    let mut would_admit = request.object.clone();
+    if wants_mutations && problems.is_empty() {
+        let mutations = plan_mutations(&received, &ctx);
+        apply(&mut would_admit, &mutations, &received, &ctx)?;
+        if request.stage != Stage::Validate {
+            verdict.mutations = mutations;
+        }
+    }
+    if request.stage != Stage::Mutate {
+        let judged = if wants_mutations {
+            Workload::read(request.kind, &would_admit)?
+        } else {
+            received
+        };
+        verdict.violations = judge(&judged, &ctx, &problems);
+    }
+    if mode == EffectiveMode::Enforce && request.stage != Stage::Validate {
+        verdict.patch = patch::diff(request.object, &would_admit);
+        verdict.admitted = would_admit;
+    }
+    Ok(verdict)
+}
+
+fn effective_mode(requested: Mode, object: Option<ObjectMode>) -> EffectiveMode {
+    match (requested, object) {
+        (_, Some(ObjectMode::Off)) => EffectiveMode::Off,
+        (Mode::Audit, _) | (_, Some(ObjectMode::Audit)) => EffectiveMode::Audit,
+        (Mode::Enforce, None) => EffectiveMode::Enforce,
+    }
+}
+
+/// Every mutation the rules ask for, in order: pod spec first (the grace
+/// period depends on the injected preStop), then the rollout strategy.
+fn plan_mutations(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
+    let mut mutations = prestop::plan(&workload.pod_spec, ctx);
+    let injected_sleep = mutations
+        .iter()
+        .find(|m| m.rule == Rule::PrestopSleep && m.action == Action::Apply)
+        .and(prestop::configured_sleep(ctx));
+    mutations.extend(readiness::plan(&workload.pod_spec, ctx));
+    mutations.extend(grace::plan(&workload.pod_spec, ctx, injected_sleep));
+    mutations.extend(strategy::plan(workload, ctx));
+    mutations
+}
+
+/// Writes applied mutations into the document, then records them: the
+/// `rollguard.io/mutated` annotation, and the workload's rollguard settings
+/// copied to its pod template so the pods it creates reach the same decisions.
+fn apply(
+    doc: &mut Value,
+    mutations: &[Mutation],
+    workload: &Workload,
+    ctx: &Context<'_>,
+) -> Result<(), EngineError> {
+    let mut applied: Vec<Rule> = Vec::new();
+    for mutation in mutations.iter().filter(|m| m.action == Action::Apply) {
+        write(doc, &mutation.path, mutation.new.clone(), &mutation.field)?;
+        if !applied.contains(&mutation.rule) {
+            applied.push(mutation.rule);
+        }
+    }
+    if !applied.is_empty() {
+        let mut recorded: Vec<String> = workload
+            .annotations
+            .get(annotations::MUTATED)
+            .map(|text| {
+                text.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for rule in applied {
+            if !recorded.iter().any(|r| r == rule.name()) {
+                recorded.push(rule.name().to_string());
+            }
+        }
+        write(
+            doc,
+            &crate::path!["metadata", "annotations", annotations::MUTATED],
+            Value::String(recorded.join(",")),
+            "metadata.annotations",
+        )?;
+    }
+    if let Some(template_path) = ctx.kind.template_annotations_path() {
+        for key in annotations::SETTINGS_KEYS {
+            if let Some(value) = workload.annotations.get(key) {
+                if workload.template_annotations.get(key) != Some(value) {
+                    let mut path = template_path.clone();
+                    path.push(Step::Key(key.to_string()));
+                    write(
+                        doc,
+                        &path,
+                        Value::String(value.clone()),
+                        "spec.template.metadata.annotations",
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write(doc: &mut Value, path: &[Step], value: Value, field: &str) -> Result<(), EngineError> {
+    if patch::set(doc, path, value) {
+        Ok(())
+    } else {
+        Err(EngineError::Unwritable {
+            field: field.to_string(),
+        })
+    }
+}
+
+/// Every validation finding, with the configured action and waivers applied.
+fn judge(workload: &Workload, ctx: &Context<'_>, problems: &[Problem]) -> Vec<Violation> {
+    let mut found: Vec<Finding> = problems.iter().map(findings::annotation_problem).collect();
+    found.extend(grace::check(&workload.pod_spec, ctx));
+    found.extend(prestop::check(&workload.pod_spec, ctx));
+    found.extend(readiness::check(&workload.pod_spec, ctx));
+    found.extend(strategy::check(workload, ctx));
+    found
+        .into_iter()
+        .filter_map(|finding| {
+            let action = ctx.action(finding.rule);
+            let waived = action == Action::Deny && ctx.declared.waive.contains(&finding.rule);
+            match action {
+                Action::Off | Action::Apply => None,
+                Action::Deny if waived => Some(Violation::new(finding, Action::Warn, true)),
+                action => Some(Violation::new(finding, action, false)),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,262 @@
+//! Rollout strategy rules: `single-replica`, `pull-based-surge`,
+//! `stateful-serial`, `warmup` (mutations) and `rollout-all-unavailable`,
+//! `rollout-fencepost`, `stateful-recreate`, `stateful-parallel`,
+//! `min-ready-exceeds-deadline` (validations). All judged with the deployment
+//! controller's own rounding (see `k8s_semantics`).
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+use super::{Context, Finding, Mutation};
+use crate::annotations::Profile;
+use crate::k8s_semantics::{self as k8s, show};
+use crate::path;
+use crate::rules::{Action, Rule};
+use crate::workload::{Rollout, Workload, WorkloadKind};
+
+/// The fields the strategy rules rewrite, as they stand while rules run.
+#[derive(Debug, Clone)]
+struct Plan {
+    replicas: i32,
+    max_surge: IntOrString,
+    max_unavailable: IntOrString,
+}
+
+impl Plan {
+    fn surge(&self) -> i32 {
+        k8s::scaled_value(&self.max_surge, self.replicas, true).unwrap_or(0)
+    }
+    fn unavailable(&self) -> i32 {
+        k8s::scaled_value(&self.max_unavailable, self.replicas, false).unwrap_or(0)
+    }
+}
+
+pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
+    let mut mutations = plan_min_ready(workload, ctx);
+    let Some(rollout) = workload.rollout.as_ref().filter(|r| r.is_rolling_update()) else {
+        return mutations;
+    };
+    let original = Plan {
+        replicas: rollout.replicas,
+        max_surge: rollout.max_surge.clone(),
+        max_unavailable: rollout.max_unavailable.clone(),
+    };
+    let profile = ctx.declared.profile;
+    let mut current = original.clone();
+    // Each rule states the values it wants; later rules win on the fields
+    // they set (warm-up's one-at-a-time is the strictest surge).
+    type Want = (Option<i32>, Option<i32>);
+    let rules: [(Rule, bool, fn(&Plan) -> Want); 4] = [
+        (Rule::SingleReplica, rollout.replicas == 1, |p| {
+            (None, None).min_surge(p, 1).unavailable_zero(p)
+        }),
+        (Rule::PullBasedSurge, profile == Profile::PullBased, |p| {
+            (None, None).min_surge(p, 1).unavailable_zero(p)
+        }),
+        (
+            Rule::StatefulSerial,
+            profile == Profile::Stateful && rollout.replicas > 1,
+            |p| {
+                (
+                    (p.surge() != 0).then_some(0),
+                    (p.unavailable() != 1).then_some(1),
+                )
+            },
+        ),
+        (
+            Rule::Warmup,
+            ctx.declared.warmup.is_some() && profile != Profile::Stateful,
+            |p| ((p.surge() != 1).then_some(1), None).unavailable_zero(p),
+        ),
+    ];
+    let mut setters: [Option<(Rule, Action)>; 2] = [None, None];
+    for (rule, applies, wants) in rules {
+        let Some(action) = ctx.mutation_action(rule).filter(|_| applies) else {
+            continue;
+        };
+        let (surge, unavailable) = wants(&current);
+        if action == Action::Warn {
+            // A suggestion only: report it, do not build on it.
+            mutations.extend(field_mutation(
+                rule,
+                action,
+                "maxSurge",
+                &current.max_surge,
+                surge,
+            ));
+            mutations.extend(field_mutation(
+                rule,
+                action,
+                "maxUnavailable",
+                &current.max_unavailable,
+                unavailable,
+            ));
+            continue;
+        }
+        if let Some(value) = surge {
+            current.max_surge = IntOrString::Int(value);
+            setters[0] = Some((rule, action));
+        }
+        if let Some(value) = unavailable {
+            current.max_unavailable = IntOrString::Int(value);
+            setters[1] = Some((rule, action));
+        }
+    }
+    for ((name, old, new), setter) in [
+        ("maxSurge", &original.max_surge, &current.max_surge),
+        (
+            "maxUnavailable",
+            &original.max_unavailable,
+            &current.max_unavailable,
+        ),
+    ]
+    .into_iter()
+    .zip(setters)
+    {
+        if let Some((rule, action)) = setter.filter(|_| old != new) {
+            let IntOrString::Int(value) = new else {
+                continue;
+            };
+            mutations.extend(field_mutation(rule, action, name, old, Some(*value)));
+        }
+    }
+    mutations
+}
+
+trait WantExt {
+    fn min_surge(self, plan: &Plan, at_least: i32) -> Self;
+    fn unavailable_zero(self, plan: &Plan) -> Self;
+}
+
+impl WantExt for (Option<i32>, Option<i32>) {
+    fn min_surge(self, plan: &Plan, at_least: i32) -> Self {
+        (
+            (plan.surge() < at_least).then_some(at_least).or(self.0),
+            self.1,
+        )
+    }
+    fn unavailable_zero(self, plan: &Plan) -> Self {
+        (self.0, (plan.unavailable() != 0).then_some(0).or(self.1))
+    }
+}
+
+fn field_mutation(
+    rule: Rule,
+    action: Action,
+    name: &str,
+    old: &IntOrString,
+    new: Option<i32>,
+) -> Option<Mutation> {
+    let new = new?;
+    if *old == IntOrString::Int(new) {
+        return None;
+    }
+    Some(Mutation {
+        rule,
+        path: path!["spec", "strategy", "rollingUpdate", name],
+        field: format!("spec.strategy.rollingUpdate.{name}"),
+        old: Some(Value::String(show(old))),
+        new: Value::from(new),
+        action,
+    })
+}
+
+/// `warmup`: minReadySeconds at least the declared warm-up.
+fn plan_min_ready(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
+    let (Some(action), Some(warmup)) = (ctx.mutation_action(Rule::Warmup), ctx.declared.warmup)
+    else {
+        return Vec::new();
+    };
+    if workload.kind == WorkloadKind::Pod || i64::from(workload.min_ready_seconds) >= warmup {
+        return Vec::new();
+    }
+    vec![Mutation {
+        rule: Rule::Warmup,
+        path: path!["spec", "minReadySeconds"],
+        field: "spec.minReadySeconds".to_string(),
+        old: Some(Value::from(workload.min_ready_seconds)),
+        new: Value::from(warmup),
+        action,
+    }]
+}
+
+pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
+    let Some(rollout) = &workload.rollout else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let stateful = ctx.declared.profile == Profile::Stateful;
+    if i64::from(workload.min_ready_seconds) >= i64::from(rollout.progress_deadline_seconds) {
+        found.push(Finding::new(
+            Rule::MinReadyExceedsDeadline,
+            "spec.minReadySeconds",
+            format!(
+                "minReadySeconds {} is not below progressDeadlineSeconds {}",
+                workload.min_ready_seconds, rollout.progress_deadline_seconds
+            ),
+        ));
+    }
+    if !rollout.is_rolling_update() {
+        if stateful && rollout.strategy_type == "Recreate" {
+            found.push(Finding::new(
+                Rule::StatefulRecreate,
+                "spec.strategy.type",
+                "strategy Recreate on a stateful workload stops every replica at once",
+            ));
+        }
+        return found;
+    }
+    found.extend(check_rolling(rollout, stateful));
+    found
+}
+
+fn check_rolling(rollout: &Rollout, stateful: bool) -> Vec<Finding> {
+    let Ok(f) = rollout.fenceposts() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let replicas = rollout.replicas;
+    let (surge_text, unavailable_text) = (show(&rollout.max_surge), show(&rollout.max_unavailable));
+    let explicit_zeros =
+        rollout.max_surge == IntOrString::Int(0) && rollout.max_unavailable == IntOrString::Int(0);
+    let fencepost = f.both_zero && (replicas >= 1 || explicit_zeros);
+    if fencepost {
+        found.push(Finding::new(
+            Rule::RolloutFencepost,
+            "spec.strategy.rollingUpdate",
+            format!(
+                "maxSurge {surge_text} and maxUnavailable {unavailable_text} both resolve to 0 for {replicas} {}",
+                replicas_word(replicas)
+            ),
+        ));
+    } else if replicas >= 1 && f.unavailable >= replicas {
+        found.push(Finding::new(
+            Rule::RolloutAllUnavailable,
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            format!(
+                "maxUnavailable {unavailable_text} resolves to {} for {replicas} {}: every pod may be down at once",
+                f.unavailable,
+                replicas_word(replicas)
+            ),
+        ));
+    }
+    if stateful && f.effective_unavailable() > 1 {
+        found.push(Finding::new(
+            Rule::StatefulParallel,
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            format!(
+                "maxUnavailable {unavailable_text} resolves to {} for {replicas} replicas: stateful pods must stop one at a time",
+                f.effective_unavailable()
+            ),
+        ));
+    }
+    found
+}
+
+fn replicas_word(replicas: i32) -> &'static str {
+    if replicas == 1 {
+        "replica"
+    } else {
+        "replicas"
+    }
+}

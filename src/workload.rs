@@ -1,0 +1,223 @@
+//! Typed, read-only views of the objects rollguard handles. Reading goes
+//! through k8s-openapi types for clarity; writing goes into the raw JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::DeploymentStrategy;
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::k8s_semantics as k8s;
+use crate::patch::Step;
+use crate::path;
+
+/// The kinds rollguard applies rules to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Pod,
+}
+
+impl WorkloadKind {
+    /// Recognises a group/version/kind; anything else is left alone.
+    pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Self> {
+        match (group, version, kind) {
+            ("apps", "v1", "Deployment") => Some(WorkloadKind::Deployment),
+            ("apps", "v1", "StatefulSet") => Some(WorkloadKind::StatefulSet),
+            ("apps", "v1", "DaemonSet") => Some(WorkloadKind::DaemonSet),
+            ("", "v1", "Pod") => Some(WorkloadKind::Pod),
+            _ => None,
+        }
+    }
+
+    /// Recognises an object's `apiVersion` and `kind` fields.
+    pub fn from_object(object: &Value) -> Option<Self> {
+        let api_version = object.get("apiVersion")?.as_str()?;
+        let kind = object.get("kind")?.as_str()?;
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        Self::from_gvk(group, version, kind)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Pod => "Pod",
+        }
+    }
+
+    /// Where the pod spec lives in the object.
+    pub fn pod_spec_path(self) -> Vec<Step> {
+        match self {
+            WorkloadKind::Pod => path!["spec"],
+            _ => path!["spec", "template", "spec"],
+        }
+    }
+
+    /// Where the pod template's annotations live (workloads only).
+    pub fn template_annotations_path(self) -> Option<Vec<Step>> {
+        match self {
+            WorkloadKind::Pod => None,
+            _ => Some(path!["spec", "template", "metadata", "annotations"]),
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The object could not be read as the kind it claims to be.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cannot read {kind} field `{field}`: {reason}")]
+pub struct ReadError {
+    pub kind: WorkloadKind,
+    pub field: String,
+    pub reason: String,
+}
+
+/// Rollout settings of a Deployment, with Kubernetes' defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    pub replicas: i32,
+    /// `RollingUpdate`, `Recreate`, or whatever else was written.
+    pub strategy_type: String,
+    pub max_surge: IntOrString,
+    pub max_unavailable: IntOrString,
+    pub progress_deadline_seconds: i32,
+}
+
+impl Rollout {
+    pub fn is_rolling_update(&self) -> bool {
+        self.strategy_type == "RollingUpdate"
+    }
+
+    pub fn fenceposts(&self) -> Result<k8s::Fenceposts, String> {
+        k8s::resolve_fenceposts(&self.max_surge, &self.max_unavailable, self.replicas)
+    }
+}
+
+/// A typed view of one object.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.template.metadata.annotations` (empty for a Pod).
+    pub template_annotations: BTreeMap<String, String>,
+    pub pod_spec: PodSpec,
+    /// Deployments only.
+    pub rollout: Option<Rollout>,
+    /// `spec.minReadySeconds` (workloads only; 0 when unset).
+    pub min_ready_seconds: i32,
+}
+
+impl Workload {
+    pub fn read(kind: WorkloadKind, object: &Value) -> Result<Workload, ReadError> {
+        let field = |path: &[Step]| crate::patch::get(object, path);
+        let annotations = decode(
+            kind,
+            "metadata.annotations",
+            field(&path!["metadata", "annotations"]),
+        )?
+        .unwrap_or_default();
+        let template_annotations = match kind.template_annotations_path() {
+            Some(path) => decode(kind, "spec.template.metadata.annotations", field(&path))?
+                .unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        let pod_spec_name = match kind {
+            WorkloadKind::Pod => "spec",
+            _ => "spec.template.spec",
+        };
+        let pod_spec: PodSpec = decode(kind, pod_spec_name, field(&kind.pod_spec_path()))?
+            .ok_or_else(|| ReadError {
+                kind,
+                field: pod_spec_name.to_string(),
+                reason: "missing".to_string(),
+            })?;
+        let min_ready_seconds = match kind {
+            WorkloadKind::Pod => 0,
+            _ => decode(
+                kind,
+                "spec.minReadySeconds",
+                field(&path!["spec", "minReadySeconds"]),
+            )?
+            .unwrap_or(0),
+        };
+        let rollout = match kind {
+            WorkloadKind::Deployment => Some(read_rollout(object)?),
+            _ => None,
+        };
+        Ok(Workload {
+            kind,
+            annotations,
+            template_annotations,
+            pod_spec,
+            rollout,
+            min_ready_seconds,
+        })
+    }
+}
+
+fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
+    let kind = WorkloadKind::Deployment;
+    let spec = object.get("spec");
+    let replicas: Option<i32> =
+        decode(kind, "spec.replicas", spec.and_then(|s| s.get("replicas")))?;
+    let strategy: Option<DeploymentStrategy> =
+        decode(kind, "spec.strategy", spec.and_then(|s| s.get("strategy")))?;
+    let deadline: Option<i32> = decode(
+        kind,
+        "spec.progressDeadlineSeconds",
+        spec.and_then(|s| s.get("progressDeadlineSeconds")),
+    )?;
+    let strategy = strategy.unwrap_or_default();
+    let rolling = strategy.rolling_update.unwrap_or_default();
+    let rollout = Rollout {
+        replicas: replicas.unwrap_or(k8s::DEFAULT_REPLICAS),
+        strategy_type: strategy
+            .type_
+            .unwrap_or_else(|| "RollingUpdate".to_string()),
+        max_surge: rolling
+            .max_surge
+            .unwrap_or_else(|| IntOrString::String(k8s::DEFAULT_MAX_SURGE.to_string())),
+        max_unavailable: rolling
+            .max_unavailable
+            .unwrap_or_else(|| IntOrString::String(k8s::DEFAULT_MAX_UNAVAILABLE.to_string())),
+        progress_deadline_seconds: deadline.unwrap_or(k8s::DEFAULT_PROGRESS_DEADLINE_SECONDS),
+    };
+    if rollout.is_rolling_update() {
+        rollout.fenceposts().map_err(|reason| ReadError {
+            kind,
+            field: "spec.strategy.rollingUpdate".to_string(),
+            reason,
+        })?;
+    }
+    Ok(rollout)
+}
+
+/// Decodes an optional field; `null` counts as absent.
+fn decode<'a, T: Deserialize<'a>>(
+    kind: WorkloadKind,
+    field: &str,
+    value: Option<&'a Value>,
+) -> Result<Option<T>, ReadError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => T::deserialize(value).map(Some).map_err(|err| ReadError {
+            kind,
+            field: field.to_string(),
+            reason: err.to_string(),
+        }),
+    }
+}
