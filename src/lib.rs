@@ -2,7 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod annotations;
 pub mod config;
 pub mod duration;
+pub mod k8s_semantics;
+pub mod patch;
+pub mod policy;
 pub mod rules;
 pub mod settings;
+pub mod workload;
