@@ -38,14 +38,29 @@ fn stateful_ingester_rolls_one_at_a_time_and_gets_its_flush_time() {
     let admitted = &verdict.admitted;
     assert_eq!(verdict.mode, EffectiveMode::Enforce);
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxSurge"), &json!(0));
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"), &json!(1));
     assert_eq!(
-        at(admitted, "/spec/template/spec/containers/0/lifecycle/preStop"),
+        at(admitted, "/spec/strategy/rollingUpdate/maxSurge"),
+        &json!(0)
+    );
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"),
+        &json!(1)
+    );
+    assert_eq!(
+        at(
+            admitted,
+            "/spec/template/spec/containers/0/lifecycle/preStop"
+        ),
         &json!({"sleep": {"seconds": 10}})
     );
     // preStop sleep 10 + shutdown-timeout 40m + buffer 5.
-    assert_eq!(at(admitted, "/spec/template/spec/terminationGracePeriodSeconds"), &json!(2415));
+    assert_eq!(
+        at(
+            admitted,
+            "/spec/template/spec/terminationGracePeriodSeconds"
+        ),
+        &json!(2415)
+    );
     assert_eq!(at(admitted, "/spec/minReadySeconds"), &json!(60));
     // It already had a readiness probe: kept as written.
     assert_eq!(
@@ -54,7 +69,12 @@ fn stateful_ingester_rolls_one_at_a_time_and_gets_its_flush_time() {
     );
     assert_eq!(
         fired(&verdict),
-        [Rule::PrestopSleep, Rule::GracePeriod, Rule::StatefulSerial, Rule::StatefulSerial]
+        [
+            Rule::PrestopSleep,
+            Rule::GracePeriod,
+            Rule::StatefulSerial,
+            Rule::StatefulSerial
+        ]
     );
     // Pods the ReplicaSet creates carry the settings and so reach the same decisions.
     assert_eq!(
@@ -72,13 +92,31 @@ fn single_replica_consumer_is_made_surge_first_with_a_true_grace_period() {
     let verdict = enforce(&example("02-pull-based-consumer.yaml"));
     let admitted = &verdict.admitted;
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"), &json!(0));
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxSurge"), &json!("100%"));
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"),
+        &json!(0)
+    );
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate/maxSurge"),
+        &json!("100%")
+    );
     // shutdown-timeout 20 + buffer 5, no preStop sleep: it was 400.
-    assert_eq!(at(admitted, "/spec/template/spec/terminationGracePeriodSeconds"), &json!(25));
+    assert_eq!(
+        at(
+            admitted,
+            "/spec/template/spec/terminationGracePeriodSeconds"
+        ),
+        &json!(25)
+    );
     let container = at(admitted, "/spec/template/spec/containers/0");
-    assert!(container.get("lifecycle").is_none(), "no preStop for a pull-based consumer");
-    assert!(container.get("readinessProbe").is_none(), "no probe guessed from a metrics port");
+    assert!(
+        container.get("lifecycle").is_none(),
+        "no preStop for a pull-based consumer"
+    );
+    assert!(
+        container.get("readinessProbe").is_none(),
+        "no probe guessed from a metrics port"
+    );
 }
 
 #[test]
@@ -90,8 +128,17 @@ fn http_service_without_prestop_gets_a_native_sleep_and_keeps_its_shutdown_budge
         at(admitted, "/spec/template/spec/containers/0/lifecycle"),
         &json!({"preStop": {"sleep": {"seconds": 10}}})
     );
-    assert_eq!(at(admitted, "/spec/template/spec/terminationGracePeriodSeconds"), &json!(40));
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate"), &json!({"maxSurge": 1, "maxUnavailable": 0}));
+    assert_eq!(
+        at(
+            admitted,
+            "/spec/template/spec/terminationGracePeriodSeconds"
+        ),
+        &json!(40)
+    );
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
     assert_eq!(fired(&verdict), [Rule::PrestopSleep, Rule::GracePeriod]);
 }
 
@@ -101,23 +148,44 @@ fn jvm_service_with_warmup_waits_and_adds_one_pod_at_a_time() {
     let admitted = &verdict.admitted;
     assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);
     assert_eq!(at(admitted, "/spec/minReadySeconds"), &json!(3));
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"), &json!(0));
-    // 25% of 4 rounds up to 1 already; written explicitly is not needed.
-    assert_eq!(at(admitted, "/spec/strategy/rollingUpdate/maxSurge"), &Value::Null);
-    assert_eq!(fired(&verdict), [Rule::Warmup, Rule::Warmup]);
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate/maxUnavailable"),
+        &json!(0)
+    );
+    // Written explicitly: 25% would be more than one pod at a larger scale.
+    assert_eq!(
+        at(admitted, "/spec/strategy/rollingUpdate/maxSurge"),
+        &json!(1)
+    );
+    assert_eq!(fired(&verdict), [Rule::Warmup, Rule::Warmup, Rule::Warmup]);
     // Its own preStop sleep is kept, and the grace period untouched.
     assert_eq!(
-        at(admitted, "/spec/template/spec/containers/0/lifecycle/preStop"),
+        at(
+            admitted,
+            "/spec/template/spec/containers/0/lifecycle/preStop"
+        ),
         &json!({"sleep": {"seconds": 5}})
     );
-    assert_eq!(at(admitted, "/spec/template/spec/terminationGracePeriodSeconds"), &Value::Null);
+    assert_eq!(
+        at(
+            admitted,
+            "/spec/template/spec/terminationGracePeriodSeconds"
+        ),
+        &Value::Null
+    );
 }
 
 #[test]
 fn unsafe_examples_are_denied_with_the_rule_that_explains_why() {
     for (name, rules) in [
-        ("10-denied-stateful-recreate.yaml", vec![Rule::StatefulRecreate]),
-        ("11-denied-prestop-exceeds-grace.yaml", vec![Rule::PrestopExceedsGrace]),
+        (
+            "10-denied-stateful-recreate.yaml",
+            vec![Rule::StatefulRecreate],
+        ),
+        (
+            "11-denied-prestop-exceeds-grace.yaml",
+            vec![Rule::PrestopExceedsGrace],
+        ),
         (
             "12-denied-all-unavailable.yaml",
             vec![Rule::InvalidAnnotation, Rule::RolloutAllUnavailable],

@@ -29,6 +29,15 @@ impl Plan {
     fn unavailable(&self) -> i32 {
         k8s::scaled_value(&self.max_unavailable, self.replicas, false).unwrap_or(0)
     }
+    /// Rules that must hold at any scale (an autoscaler changes replicas,
+    /// and a percentage with them) compare the written value, not the
+    /// resolved one.
+    fn surge_is(&self, n: i32) -> bool {
+        self.max_surge == IntOrString::Int(n)
+    }
+    fn unavailable_is(&self, n: i32) -> bool {
+        self.max_unavailable == IntOrString::Int(n)
+    }
 }
 
 pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
@@ -48,25 +57,36 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     type Want = (Option<i32>, Option<i32>);
     let rules: [(Rule, bool, fn(&Plan) -> Want); 4] = [
         (Rule::SingleReplica, rollout.replicas == 1, |p| {
-            (None, None).min_surge(p, 1).unavailable_zero(p)
+            (
+                (p.surge() < 1).then_some(1),
+                (p.unavailable() != 0).then_some(0),
+            )
         }),
         (Rule::PullBasedSurge, profile == Profile::PullBased, |p| {
-            (None, None).min_surge(p, 1).unavailable_zero(p)
+            (
+                (p.surge() < 1).then_some(1),
+                (!p.unavailable_is(0)).then_some(0),
+            )
         }),
         (
             Rule::StatefulSerial,
             profile == Profile::Stateful && rollout.replicas > 1,
             |p| {
                 (
-                    (p.surge() != 0).then_some(0),
-                    (p.unavailable() != 1).then_some(1),
+                    (!p.surge_is(0)).then_some(0),
+                    (!p.unavailable_is(1)).then_some(1),
                 )
             },
         ),
         (
             Rule::Warmup,
             ctx.declared.warmup.is_some() && profile != Profile::Stateful,
-            |p| ((p.surge() != 1).then_some(1), None).unavailable_zero(p),
+            |p| {
+                (
+                    (!p.surge_is(1)).then_some(1),
+                    (!p.unavailable_is(0)).then_some(0),
+                )
+            },
         ),
     ];
     let mut setters: [Option<(Rule, Action)>; 2] = [None, None];
@@ -121,23 +141,6 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
         }
     }
     mutations
-}
-
-trait WantExt {
-    fn min_surge(self, plan: &Plan, at_least: i32) -> Self;
-    fn unavailable_zero(self, plan: &Plan) -> Self;
-}
-
-impl WantExt for (Option<i32>, Option<i32>) {
-    fn min_surge(self, plan: &Plan, at_least: i32) -> Self {
-        (
-            (plan.surge() < at_least).then_some(at_least).or(self.0),
-            self.1,
-        )
-    }
-    fn unavailable_zero(self, plan: &Plan) -> Self {
-        (self.0, (plan.unavailable() != 0).then_some(0).or(self.1))
-    }
 }
 
 fn field_mutation(

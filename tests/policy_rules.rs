@@ -1,0 +1,1047 @@
+//! Every rule of POLICY.md, in both directions: it fires where the contract
+//! says, and stays quiet where it does not.
+
+use rollguard::patch::{self, Step};
+use rollguard::policy::{evaluate, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
+use rollguard::rules::{Action, Rule};
+use rollguard::settings::{PrestopHandler, Settings};
+use rollguard::workload::WorkloadKind;
+use serde_json::{json, Value};
+
+/// A Deployment as the API server hands it over (defaults filled in), with a
+/// serving container that already has its preStop and readiness probe, so a
+/// case only sees the rule it is about.
+fn deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {}},
+        "spec": {
+            "replicas": 3,
+            "progressDeadlineSeconds": 600,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [{
+                        "name": "web",
+                        "image": "nginx",
+                        "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                        "readinessProbe": {"tcpSocket": {"port": 80}},
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+fn pod() -> Value {
+    let mut d = deployment();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "web-", "namespace": "shop", "annotations": {}},
+        "spec": d["spec"]["template"]["spec"].take(),
+    })
+}
+
+/// Sets a field by JSON pointer (`~1` for `/` in keys); `null` removes it.
+fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
+    for (pointer, value) in changes {
+        let steps: Vec<Step> = pointer
+            .split('/')
+            .skip(1)
+            .map(|s| {
+                let key = s.replace("~1", "/").replace("~0", "~");
+                match key.parse::<usize>() {
+                    Ok(i) => Step::Index(i),
+                    Err(_) => Step::Key(key),
+                }
+            })
+            .collect();
+        if value.is_null() {
+            let (last, parent) = steps.split_last().unwrap();
+            let Step::Key(key) = last else {
+                panic!("remove by key only")
+            };
+            if let Some(map) = patch::get(&object, parent)
+                .cloned()
+                .and_then(|p| p.as_object().cloned())
+            {
+                let mut map = map;
+                map.remove(key);
+                assert!(patch::set(&mut object, parent, Value::Object(map)));
+            }
+        } else {
+            assert!(
+                patch::set(&mut object, &steps, value.clone()),
+                "cannot set {pointer}"
+            );
+        }
+    }
+    object
+}
+
+fn annotate(object: Value, pairs: &[(&str, &str)]) -> Value {
+    let changes: Vec<(String, Value)> = pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("/metadata/annotations/{}", k.replace('/', "~1")),
+                json!(v),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, Value)> = changes
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.clone()))
+        .collect();
+    with(object, &borrowed)
+}
+
+fn run(object: &Value, stage: Stage, mode: Mode, settings: &Settings) -> Verdict {
+    let kind = WorkloadKind::from_object(object).unwrap();
+    evaluate(
+        &EvalRequest {
+            kind,
+            object,
+            stage,
+            mode,
+        },
+        settings,
+    )
+    .unwrap()
+}
+
+fn mutate(object: &Value) -> Verdict {
+    run(object, Stage::Mutate, Mode::Enforce, &Settings::default())
+}
+
+fn validate(object: &Value) -> Verdict {
+    run(object, Stage::Validate, Mode::Enforce, &Settings::default())
+}
+
+fn mutated_rules(verdict: &Verdict) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = verdict.mutations.iter().map(|m| m.rule).collect();
+    rules.dedup();
+    rules
+}
+
+fn violated(verdict: &Verdict) -> Vec<(Rule, Action)> {
+    verdict
+        .violations
+        .iter()
+        .map(|v| (v.rule, v.action))
+        .collect()
+}
+
+fn at<'a>(v: &'a Verdict, pointer: &str) -> &'a Value {
+    v.admitted.pointer(pointer).unwrap_or(&Value::Null)
+}
+
+const C0: &str = "/spec/template/spec/containers/0";
+
+// ---- baseline ------------------------------------------------------------
+
+#[test]
+fn a_safe_deployment_is_left_alone_and_passes() {
+    let d = deployment();
+    assert!(mutate(&d).patch.0.is_empty());
+    assert!(validate(&d).violations.is_empty());
+}
+
+// ---- prestop-sleep ---------------------------------------------------------
+
+#[test]
+fn prestop_sleep_is_injected_into_serving_containers_without_one() {
+    let d = with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]);
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::PrestopSleep, Rule::GracePeriod]);
+    assert_eq!(
+        at(&v, &format!("{C0}/lifecycle/preStop")),
+        &json!({"sleep": {"seconds": 10}})
+    );
+    assert_eq!(
+        at(&v, "/spec/template/spec/terminationGracePeriodSeconds"),
+        &json!(40)
+    );
+}
+
+#[test]
+fn prestop_uses_exec_sleep_when_configured_for_older_clusters() {
+    let d = with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]);
+    let settings = Settings {
+        prestop_handler: PrestopHandler::Exec,
+        ..Settings::default()
+    };
+    let v = run(&d, Stage::Mutate, Mode::Enforce, &settings);
+    assert_eq!(
+        at(&v, &format!("{C0}/lifecycle/preStop")),
+        &json!({"exec": {"command": ["sleep", "10"]}})
+    );
+}
+
+#[test]
+fn prestop_annotation_overrides_the_default_and_zero_disables_it() {
+    let d = with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]);
+    let v = mutate(&annotate(
+        d.clone(),
+        &[("rollguard.io/prestop-sleep", "20s")],
+    ));
+    assert_eq!(
+        at(&v, &format!("{C0}/lifecycle/preStop/sleep/seconds")),
+        &json!(20)
+    );
+    assert_eq!(
+        at(&v, "/spec/template/spec/terminationGracePeriodSeconds"),
+        &json!(50)
+    );
+    let v = mutate(&annotate(d, &[("rollguard.io/prestop-sleep", "0s")]));
+    assert!(!mutated_rules(&v).contains(&Rule::PrestopSleep));
+}
+
+#[test]
+fn an_existing_user_prestop_is_kept() {
+    let d = with(
+        deployment(),
+        &[(
+            &format!("{C0}/lifecycle/preStop"),
+            json!({"exec": {"command": ["nginx", "-s", "quit"]}}),
+        )],
+    );
+    let v = mutate(&d);
+    assert!(v.patch.0.is_empty(), "{:?}", v.mutations);
+}
+
+#[test]
+fn init_containers_skip_listed_sidecars_and_portless_containers_get_no_prestop() {
+    let d = with(
+        deployment(),
+        &[
+            (&format!("{C0}/lifecycle"), Value::Null),
+            (&format!("{C0}/ports"), Value::Null),
+            (&format!("{C0}/readinessProbe"), Value::Null),
+            (
+                "/spec/template/spec/initContainers",
+                json!([{"name": "init", "image": "busybox", "ports": [{"containerPort": 81}]}]),
+            ),
+        ],
+    );
+    let mut d = d;
+    d["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "istio-proxy", "image": "istio/proxyv2", "ports": [{"containerPort": 15090}]}));
+    let v = mutate(&d);
+    assert!(v.patch.0.is_empty(), "{:?}", v.mutations);
+}
+
+#[test]
+fn pull_based_workloads_get_no_prestop() {
+    let d = with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]);
+    let v = mutate(&annotate(d, &[("rollguard.io/profile", "pull-based")]));
+    assert!(!mutated_rules(&v).contains(&Rule::PrestopSleep));
+}
+
+// ---- readiness-probe -------------------------------------------------------
+
+#[test]
+fn readiness_probe_is_a_tcp_probe_on_the_first_port_by_name_when_named() {
+    let d = with(
+        deployment(),
+        &[
+            (&format!("{C0}/readinessProbe"), Value::Null),
+            (
+                &format!("{C0}/ports"),
+                json!([{"name": "http", "containerPort": 8080}, {"containerPort": 9090}]),
+            ),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::ReadinessProbe]);
+    assert_eq!(
+        at(&v, &format!("{C0}/readinessProbe")),
+        &json!({"tcpSocket": {"port": "http"}})
+    );
+    let d = with(
+        d,
+        &[(&format!("{C0}/ports"), json!([{"containerPort": 8080}]))],
+    );
+    assert_eq!(
+        at(&mutate(&d), &format!("{C0}/readinessProbe")),
+        &json!({"tcpSocket": {"port": 8080}})
+    );
+}
+
+#[test]
+fn readiness_annotations_make_an_http_probe() {
+    let d = with(
+        deployment(),
+        &[(&format!("{C0}/readinessProbe"), Value::Null)],
+    );
+    let d = annotate(
+        d,
+        &[
+            ("rollguard.io/readiness-path", "/ready"),
+            ("rollguard.io/readiness-port", "8081"),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, &format!("{C0}/readinessProbe")),
+        &json!({"httpGet": {"path": "/ready", "port": 8081}})
+    );
+}
+
+#[test]
+fn an_existing_readiness_probe_is_kept_and_pull_based_gets_none_unless_annotated() {
+    assert!(mutate(&deployment()).mutations.is_empty());
+    let d = with(
+        deployment(),
+        &[(&format!("{C0}/readinessProbe"), Value::Null)],
+    );
+    let pull = annotate(d, &[("rollguard.io/profile", "pull-based")]);
+    assert!(!mutated_rules(&mutate(&pull)).contains(&Rule::ReadinessProbe));
+    let annotated = annotate(pull, &[("rollguard.io/readiness-path", "/healthz")]);
+    assert_eq!(
+        at(&mutate(&annotated), &format!("{C0}/readinessProbe")),
+        &json!({"httpGet": {"path": "/healthz", "port": 80}})
+    );
+}
+
+// ---- grace-period ----------------------------------------------------------
+
+#[test]
+fn grace_period_follows_the_declared_shutdown_timeout_down_and_up() {
+    for (grace, expected) in [(400, 35), (5, 35)] {
+        let d = with(
+            deployment(),
+            &[(
+                "/spec/template/spec/terminationGracePeriodSeconds",
+                json!(grace),
+            )],
+        );
+        let v = mutate(&annotate(d, &[("rollguard.io/shutdown-timeout", "20s")]));
+        assert_eq!(mutated_rules(&v), [Rule::GracePeriod]);
+        // preStop 10 + timeout 20 + buffer 5.
+        assert_eq!(
+            at(&v, "/spec/template/spec/terminationGracePeriodSeconds"),
+            &json!(expected)
+        );
+    }
+}
+
+#[test]
+fn grace_period_is_untouched_without_timeout_or_injection() {
+    let d = with(
+        deployment(),
+        &[(
+            "/spec/template/spec/terminationGracePeriodSeconds",
+            json!(400),
+        )],
+    );
+    assert!(mutate(&d).mutations.is_empty());
+}
+
+// ---- single-replica --------------------------------------------------------
+
+#[test]
+fn single_replica_with_max_unavailable_one_is_made_surge_first() {
+    let d = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 0, "maxUnavailable": 1}),
+            ),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::SingleReplica]);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+}
+
+#[test]
+fn unset_replicas_count_as_one() {
+    let d = with(
+        deployment(),
+        &[
+            ("/spec/replicas", Value::Null),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 1, "maxUnavailable": 1}),
+            ),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate/maxUnavailable"),
+        &json!(0)
+    );
+}
+
+#[test]
+fn single_replica_keeps_percentages_that_already_resolve_surge_first() {
+    // 25%/25% of 1: surge rounds up to 1, unavailable down to 0.
+    let d = with(deployment(), &[("/spec/replicas", json!(1))]);
+    assert!(mutate(&d).mutations.is_empty());
+}
+
+#[test]
+fn single_replica_does_not_touch_recreate_or_zero_replicas() {
+    let recreate = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            ("/spec/strategy", json!({"type": "Recreate"})),
+        ],
+    );
+    assert!(mutate(&recreate).mutations.is_empty());
+    let zero = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(0)),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 0, "maxUnavailable": 1}),
+            ),
+        ],
+    );
+    assert!(mutate(&zero).mutations.is_empty());
+}
+
+#[test]
+fn strategy_unset_is_treated_as_rolling_update_25_25() {
+    let d = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            ("/spec/strategy", Value::Null),
+        ],
+    );
+    assert!(mutate(&d).mutations.is_empty());
+    let d = annotate(d, &[("rollguard.io/profile", "pull-based")]);
+    // 25% of 1 gives unavailable 0 today, but not once scaled to 4: written as 0.
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::PullBasedSurge]);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxUnavailable": 0})
+    );
+}
+
+// ---- stateful-serial -------------------------------------------------------
+
+#[test]
+fn stateful_with_several_replicas_rolls_one_at_a_time() {
+    let d = annotate(
+        with(deployment(), &[("/spec/replicas", json!(4))]),
+        &[("rollguard.io/profile", "stateful")],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::StatefulSerial]);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 0, "maxUnavailable": 1})
+    );
+}
+
+#[test]
+fn stateful_with_one_replica_is_surge_first_instead() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[
+                ("/spec/replicas", json!(1)),
+                (
+                    "/spec/strategy/rollingUpdate",
+                    json!({"maxSurge": 0, "maxUnavailable": 1}),
+                ),
+            ],
+        ),
+        &[("rollguard.io/profile", "stateful")],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::SingleReplica]);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+}
+
+// ---- pull-based-surge ------------------------------------------------------
+
+#[test]
+fn pull_based_never_stops_the_old_pod_first() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[(
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 0, "maxUnavailable": 2}),
+            )],
+        ),
+        &[("rollguard.io/profile", "pull-based")],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::PullBasedSurge]);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+    let generous = annotate(
+        with(
+            deployment(),
+            &[(
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 3, "maxUnavailable": 0}),
+            )],
+        ),
+        &[("rollguard.io/profile", "pull-based")],
+    );
+    assert!(mutate(&generous).mutations.is_empty());
+}
+
+// ---- warmup ----------------------------------------------------------------
+
+#[test]
+fn warmup_raises_min_ready_and_adds_one_pod_at_a_time() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[(
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 3, "maxUnavailable": 2}),
+            )],
+        ),
+        &[("rollguard.io/warmup", "1m")],
+    );
+    let v = mutate(&d);
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(60));
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+}
+
+#[test]
+fn warmup_never_lowers_min_ready_and_leaves_stateful_strategy_to_its_rule() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[
+                ("/spec/minReadySeconds", json!(90)),
+                ("/spec/replicas", json!(4)),
+            ],
+        ),
+        &[
+            ("rollguard.io/warmup", "1m"),
+            ("rollguard.io/profile", "stateful"),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(90));
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 0, "maxUnavailable": 1})
+    );
+}
+
+// ---- rollout-all-unavailable -------------------------------------------------
+
+#[test]
+fn all_unavailable_is_denied_and_just_below_is_fine() {
+    let d = with(
+        deployment(),
+        &[("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%"))],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::RolloutAllUnavailable, Action::Deny)]
+    );
+    let d = with(
+        deployment(),
+        &[("/spec/strategy/rollingUpdate/maxUnavailable", json!(2))],
+    );
+    assert!(validate(&d).violations.is_empty());
+    let one = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            ("/spec/strategy/rollingUpdate/maxUnavailable", json!(1)),
+        ],
+    );
+    assert_eq!(
+        violated(&validate(&one)),
+        [(Rule::RolloutAllUnavailable, Action::Deny)]
+    );
+}
+
+#[test]
+fn zero_replicas_and_recreate_are_not_all_unavailable() {
+    let zero = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(0)),
+            ("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%")),
+        ],
+    );
+    assert!(validate(&zero).violations.is_empty());
+    let recreate = with(
+        deployment(),
+        &[("/spec/strategy", json!({"type": "Recreate"}))],
+    );
+    assert!(validate(&recreate).violations.is_empty());
+}
+
+// ---- rollout-fencepost -----------------------------------------------------
+
+#[test]
+fn percentages_that_round_to_zero_zero_are_a_fencepost() {
+    // 1 replica: maxSurge 0%, maxUnavailable 25% → 0 and 0.
+    let one = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": "0%", "maxUnavailable": "25%"}),
+            ),
+        ],
+    );
+    assert_eq!(
+        violated(&validate(&one)),
+        [(Rule::RolloutFencepost, Action::Deny)]
+    );
+    // 4 replicas: 25% unavailable is 1: fine.
+    let four = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(4)),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": "0%", "maxUnavailable": "25%"}),
+            ),
+        ],
+    );
+    assert!(validate(&four).violations.is_empty());
+    // 3 replicas: 25% unavailable rounds down to 0.
+    let three = with(four.clone(), &[("/spec/replicas", json!(3))]);
+    assert_eq!(
+        violated(&validate(&three)),
+        [(Rule::RolloutFencepost, Action::Deny)]
+    );
+}
+
+#[test]
+fn explicit_zero_zero_is_a_fencepost_and_single_replica_mutation_fixes_it() {
+    let d = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(1)),
+            (
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 0, "maxUnavailable": 0}),
+            ),
+        ],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::RolloutFencepost, Action::Deny)]
+    );
+    let full = run(&d, Stage::Full, Mode::Enforce, &Settings::default());
+    assert!(full.violations.is_empty(), "{:?}", full.violations);
+}
+
+// ---- stateful-recreate / stateful-parallel -------------------------------------
+
+#[test]
+fn stateful_recreate_is_denied_but_serving_recreate_is_not() {
+    let d = with(
+        deployment(),
+        &[("/spec/strategy", json!({"type": "Recreate"}))],
+    );
+    assert!(validate(&d).violations.is_empty());
+    let d = annotate(d, &[("rollguard.io/profile", "stateful")]);
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::StatefulRecreate, Action::Deny)]
+    );
+}
+
+#[test]
+fn stateful_parallel_is_denied_above_one_unavailable() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[
+                ("/spec/replicas", json!(8)),
+                (
+                    "/spec/strategy/rollingUpdate",
+                    json!({"maxSurge": 0, "maxUnavailable": "25%"}),
+                ),
+            ],
+        ),
+        &[("rollguard.io/profile", "stateful")],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::StatefulParallel, Action::Deny)]
+    );
+    let d = with(
+        d,
+        &[("/spec/strategy/rollingUpdate/maxUnavailable", json!(1))],
+    );
+    assert!(validate(&d).violations.is_empty());
+}
+
+// ---- grace-below-shutdown / prestop-exceeds-grace --------------------------------
+
+#[test]
+fn grace_below_shutdown_is_denied_and_enough_grace_passes() {
+    let d = annotate(deployment(), &[("rollguard.io/shutdown-timeout", "30s")]);
+    // grace 30 < preStop 10 + 30.
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::GraceBelowShutdown, Action::Deny)]
+    );
+    let d = with(
+        d,
+        &[(
+            "/spec/template/spec/terminationGracePeriodSeconds",
+            json!(40),
+        )],
+    );
+    assert!(validate(&d).violations.is_empty());
+}
+
+#[test]
+fn prestop_at_or_above_grace_is_denied_in_every_form() {
+    for pre_stop in [
+        json!({"sleep": {"seconds": 30}}),
+        json!({"exec": {"command": ["sleep", "45"]}}),
+        json!({"exec": {"command": ["/bin/sh", "-c", "sleep 30"]}}),
+    ] {
+        let d = with(
+            deployment(),
+            &[(&format!("{C0}/lifecycle/preStop"), pre_stop.clone())],
+        );
+        assert_eq!(
+            violated(&validate(&d)),
+            [(Rule::PrestopExceedsGrace, Action::Deny)],
+            "{pre_stop}"
+        );
+    }
+    let d = with(
+        deployment(),
+        &[(
+            &format!("{C0}/lifecycle/preStop"),
+            json!({"sleep": {"seconds": 29}}),
+        )],
+    );
+    assert!(validate(&d).violations.is_empty());
+}
+
+// ---- min-ready-exceeds-deadline ---------------------------------------------
+
+#[test]
+fn min_ready_at_the_progress_deadline_is_denied() {
+    let d = with(deployment(), &[("/spec/minReadySeconds", json!(600))]);
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::MinReadyExceedsDeadline, Action::Deny)]
+    );
+    let d = with(d, &[("/spec/progressDeadlineSeconds", json!(900))]);
+    assert!(validate(&d).violations.is_empty());
+    let unset = with(
+        deployment(),
+        &[
+            ("/spec/progressDeadlineSeconds", Value::Null),
+            ("/spec/minReadySeconds", json!(599)),
+        ],
+    );
+    assert!(validate(&unset).violations.is_empty());
+}
+
+// ---- invalid-annotation ------------------------------------------------------
+
+#[test]
+fn malformed_and_unknown_annotations_are_denied_naming_key_value_and_forms() {
+    for (key, value) in [
+        ("rollguard.io/profile", "stateless"),
+        ("rollguard.io/shutdown-timeout", "forever"),
+        ("rollguard.io/shutdown-timout", "20s"),
+    ] {
+        let v = validate(&annotate(deployment(), &[(key, value)]));
+        assert_eq!(
+            violated(&v),
+            [(Rule::InvalidAnnotation, Action::Deny)],
+            "{key}"
+        );
+        let message = v.violations[0].message();
+        assert!(
+            message.contains(key) && message.contains(value),
+            "{message}"
+        );
+        assert!(
+            message.contains("accepted") || message.contains("known keys"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn invalid_annotations_block_mutation_and_are_only_warned_in_audit() {
+    let d = with(
+        annotate(deployment(), &[("rollguard.io/warmup", "soon")]),
+        &[(&format!("{C0}/lifecycle"), Value::Null)],
+    );
+    assert!(mutate(&d).patch.0.is_empty());
+    let audit = run(&d, Stage::Validate, Mode::Audit, &Settings::default());
+    assert_eq!(audit.mode, EffectiveMode::Audit);
+    assert!(!audit.denied());
+    assert!(audit
+        .violations
+        .iter()
+        .any(|v| v.rule == Rule::InvalidAnnotation));
+}
+
+// ---- readiness-missing / readiness-is-liveness (warn) -------------------------
+
+#[test]
+fn readiness_missing_warns_for_serving_containers_only() {
+    let d = with(
+        deployment(),
+        &[(&format!("{C0}/readinessProbe"), Value::Null)],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::ReadinessMissing, Action::Warn)]
+    );
+    let pull = annotate(d, &[("rollguard.io/profile", "pull-based")]);
+    assert!(validate(&pull).violations.is_empty());
+}
+
+#[test]
+fn identical_readiness_and_liveness_probes_warn() {
+    let d = with(
+        deployment(),
+        &[(
+            &format!("{C0}/livenessProbe"),
+            json!({"tcpSocket": {"port": 80}}),
+        )],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::ReadinessIsLiveness, Action::Warn)]
+    );
+    let d = with(
+        d,
+        &[(
+            &format!("{C0}/livenessProbe"),
+            json!({"tcpSocket": {"port": 80}, "periodSeconds": 30}),
+        )],
+    );
+    assert!(validate(&d).violations.is_empty());
+}
+
+// ---- annotations: precedence, waivers, modes ---------------------------------
+
+#[test]
+fn workload_annotation_wins_over_the_template() {
+    let d = with(
+        annotate(
+            with(deployment(), &[("/spec/replicas", json!(4))]),
+            &[("rollguard.io/profile", "stateful")],
+        ),
+        &[(
+            "/spec/template/metadata/annotations",
+            json!({"rollguard.io/profile": "pull-based"}),
+        )],
+    );
+    let v = mutate(&d);
+    assert_eq!(mutated_rules(&v), [Rule::StatefulSerial]);
+    // The template is brought in line so pods decide the same way.
+    assert_eq!(
+        at(
+            &v,
+            "/spec/template/metadata/annotations/rollguard.io~1profile"
+        ),
+        &json!("stateful")
+    );
+}
+
+#[test]
+fn template_annotations_apply_when_the_workload_has_none() {
+    let d = with(
+        deployment(),
+        &[
+            ("/spec/replicas", json!(4)),
+            (
+                "/spec/template/metadata/annotations",
+                json!({"rollguard.io/profile": "stateful"}),
+            ),
+        ],
+    );
+    assert_eq!(mutated_rules(&mutate(&d)), [Rule::StatefulSerial]);
+}
+
+#[test]
+fn a_waiver_turns_a_denial_into_a_warning() {
+    let d = with(
+        deployment(),
+        &[("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%"))],
+    );
+    let d = annotate(d, &[("rollguard.io/waive", "rollout-all-unavailable")]);
+    let v = validate(&d);
+    assert!(!v.denied());
+    assert_eq!(violated(&v), [(Rule::RolloutAllUnavailable, Action::Warn)]);
+    assert!(v.violations[0].waived);
+}
+
+#[test]
+fn mode_off_on_the_object_skips_it_entirely() {
+    let d = with(
+        annotate(deployment(), &[("rollguard.io/mode", "off")]),
+        &[
+            ("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%")),
+            (&format!("{C0}/lifecycle"), Value::Null),
+        ],
+    );
+    for stage in [Stage::Mutate, Stage::Validate, Stage::Full] {
+        let v = run(&d, stage, Mode::Enforce, &Settings::default());
+        assert_eq!(v.mode, EffectiveMode::Off);
+        assert!(v.patch.0.is_empty() && v.violations.is_empty() && v.mutations.is_empty());
+    }
+}
+
+#[test]
+fn mode_audit_on_the_object_reports_without_changing_or_denying() {
+    let d = with(
+        annotate(deployment(), &[("rollguard.io/mode", "audit")]),
+        &[
+            ("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%")),
+            (&format!("{C0}/lifecycle"), Value::Null),
+        ],
+    );
+    let v = run(&d, Stage::Full, Mode::Enforce, &Settings::default());
+    assert_eq!(v.mode, EffectiveMode::Audit);
+    assert!(v.patch.0.is_empty());
+    assert!(!v.denied());
+    assert_eq!(mutated_rules(&v), [Rule::PrestopSleep, Rule::GracePeriod]);
+    assert_eq!(violated(&v), [(Rule::RolloutAllUnavailable, Action::Deny)]);
+    assert_eq!(v.admitted, d, "audit admits the object unchanged");
+}
+
+#[test]
+fn rule_actions_are_configurable() {
+    let d = with(
+        deployment(),
+        &[("/spec/strategy/rollingUpdate/maxUnavailable", json!("100%"))],
+    );
+    let mut settings = Settings::default();
+    settings
+        .rule_actions
+        .insert(Rule::RolloutAllUnavailable, Action::Warn);
+    let v = run(&d, Stage::Validate, Mode::Enforce, &settings);
+    assert_eq!(violated(&v), [(Rule::RolloutAllUnavailable, Action::Warn)]);
+    settings
+        .rule_actions
+        .insert(Rule::RolloutAllUnavailable, Action::Off);
+    assert!(run(&d, Stage::Validate, Mode::Enforce, &settings)
+        .violations
+        .is_empty());
+    // A mutation rule set to warn is suggested, not applied.
+    let bare = with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]);
+    settings
+        .rule_actions
+        .insert(Rule::PrestopSleep, Action::Warn);
+    let v = run(&bare, Stage::Mutate, Mode::Enforce, &settings);
+    assert!(v.patch.0.is_empty(), "{:?}", v.patch);
+    assert_eq!(v.mutations[0].action, Action::Warn);
+}
+
+// ---- pods, StatefulSets, DaemonSets ---------------------------------------------
+
+#[test]
+fn bare_pods_get_the_pod_rules() {
+    let p = with(pod(), &[("/spec/containers/0/lifecycle", Value::Null)]);
+    let v = mutate(&p);
+    assert_eq!(mutated_rules(&v), [Rule::PrestopSleep, Rule::GracePeriod]);
+    assert_eq!(at(&v, "/spec/terminationGracePeriodSeconds"), &json!(40));
+}
+
+#[test]
+fn pods_of_a_mutated_deployment_are_a_no_op() {
+    let d = annotate(
+        with(
+            deployment(),
+            &[
+                (&format!("{C0}/lifecycle"), Value::Null),
+                (&format!("{C0}/readinessProbe"), Value::Null),
+            ],
+        ),
+        &[
+            ("rollguard.io/profile", "pull-based"),
+            ("rollguard.io/shutdown-timeout", "20s"),
+        ],
+    );
+    let admitted = mutate(&d).admitted;
+    let p = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "web-abc-",
+            "annotations": admitted["spec"]["template"]["metadata"]["annotations"].clone(),
+        },
+        "spec": admitted["spec"]["template"]["spec"].clone(),
+    });
+    let v = mutate(&p);
+    assert!(v.patch.0.is_empty(), "{:?}", v.mutations);
+}
+
+#[test]
+fn statefulsets_and_daemonsets_get_the_pod_template_rules() {
+    for kind in ["StatefulSet", "DaemonSet"] {
+        let d = with(
+            deployment(),
+            &[
+                ("/kind", json!(kind)),
+                ("/spec/strategy", Value::Null),
+                (&format!("{C0}/lifecycle"), Value::Null),
+            ],
+        );
+        let d = annotate(d, &[("rollguard.io/warmup", "10s")]);
+        let v = mutate(&d);
+        assert_eq!(
+            mutated_rules(&v),
+            [Rule::PrestopSleep, Rule::GracePeriod, Rule::Warmup],
+            "{kind}"
+        );
+        assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(10));
+        assert!(
+            at(&v, "/spec/strategy").is_null(),
+            "{kind}: no Deployment strategy written"
+        );
+    }
+}
+
+#[test]
+fn mutated_annotation_records_rules_and_merges_with_earlier_ones() {
+    let d = annotate(
+        with(deployment(), &[(&format!("{C0}/lifecycle"), Value::Null)]),
+        &[("rollguard.io/mutated", "single-replica")],
+    );
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, "/metadata/annotations/rollguard.io~1mutated"),
+        &json!("single-replica,prestop-sleep,grace-period")
+    );
+}
