@@ -53,7 +53,8 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     let profile = ctx.declared.profile;
     let mut current = original.clone();
     // Each rule states the values it wants; later rules win on the fields
-    // they set (warm-up's one-at-a-time is the strictest surge).
+    // they set. Stateful-serial covers 0 replicas too: the strategy must be
+    // serial by the time an autoscaler brings the workload back.
     type Want = (Option<i32>, Option<i32>);
     let rules: [(Rule, bool, fn(&Plan) -> Want); 4] = [
         (Rule::SingleReplica, rollout.replicas == 1, |p| {
@@ -70,7 +71,7 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
         }),
         (
             Rule::StatefulSerial,
-            profile == Profile::Stateful && rollout.replicas > 1,
+            profile == Profile::Stateful && rollout.replicas != 1,
             |p| {
                 (
                     (!p.surge_is(0)).then_some(0),
