@@ -56,7 +56,7 @@ pub enum RuleKind {
 
 macro_rules! rules {
     ($( $variant:ident = $name:literal, $kind:ident, $action:ident,
-        why: $why:literal, fix: $fix:literal; )*) => {
+        why: $why:literal, fix: $fix:literal, example: $example:literal; )*) => {
         /// Every rule rollguard knows, by its stable name.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Rule { $( $variant, )* }
@@ -88,6 +88,11 @@ macro_rules! rules {
             pub fn fix(self) -> &'static str {
                 match self { $( Rule::$variant => $fix, )* }
             }
+
+            /// A short example: what fires the rule, and what rollguard does.
+            pub fn example(self) -> &'static str {
+                match self { $( Rule::$variant => $example, )* }
+            }
         }
     };
 }
@@ -95,55 +100,72 @@ macro_rules! rules {
 rules! {
     PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
-        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.";
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.",
+        example: "containers: [{name: web, ports: [{containerPort: 80}]}]  →  lifecycle.preStop.sleep.seconds: 10";
     ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
-        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.";
+        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.",
+        example: "containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]  →  readinessProbe.tcpSocket.port: http";
     GracePeriod = "grace-period", Mutation, Apply,
         why: "A grace period that does not match the app's shutdown either kills it mid-flush or hides a missing graceful shutdown.",
-        fix: "Declare rollguard.io/shutdown-timeout; rollguard sets terminationGracePeriodSeconds = preStop sleep + timeout + buffer.";
+        fix: "Declare rollguard.io/shutdown-timeout; rollguard sets terminationGracePeriodSeconds = preStop sleep + timeout + buffer.",
+        example: "rollguard.io/shutdown-timeout: 20s, terminationGracePeriodSeconds: 400, no preStop  →  terminationGracePeriodSeconds: 25";
     SingleReplica = "single-replica", Mutation, Apply,
         why: "With one replica and maxUnavailable 1 the old pod is killed before the new one is ready: a broken image takes the service down.",
-        fix: "Use maxUnavailable: 0 and maxSurge: 1 so the new pod must be available first.";
+        fix: "Use maxUnavailable: 0 and maxSurge: 1 so the new pod must be available first.",
+        example: "replicas: 1, maxSurge: 0, maxUnavailable: 1  →  maxSurge: 1, maxUnavailable: 0";
     StatefulSerial = "stateful-serial", Mutation, Apply,
         why: "Stateful pods flush state on exit; several exiting at once overwhelm the downstream store.",
-        fix: "Roll one pod at a time: maxSurge: 0, maxUnavailable: 1.";
+        fix: "Roll one pod at a time: maxSurge: 0, maxUnavailable: 1.",
+        example: "rollguard.io/profile: stateful, replicas: 3, maxSurge: 25%, maxUnavailable: 25%  →  maxSurge: 0, maxUnavailable: 1";
     PullBasedSurge = "pull-based-surge", Mutation, Apply,
         why: "A queue consumer that is stopped before its replacement is available stops processing work.",
-        fix: "Use maxUnavailable: 0 and maxSurge of at least 1.";
+        fix: "Use maxUnavailable: 0 and maxSurge of at least 1.",
+        example: "rollguard.io/profile: pull-based, maxSurge: 0, maxUnavailable: 2  →  maxSurge: 1, maxUnavailable: 0";
     Warmup = "warmup", Mutation, Apply,
         why: "Pods that need a warm-up phase take full load as soon as they are Ready and answer slowly or fail.",
-        fix: "Set minReadySeconds to the warm-up and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).";
+        fix: "Set minReadySeconds to the warm-up and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).",
+        example: "rollguard.io/warmup: 1m, minReadySeconds: 0, maxUnavailable: 25%  →  minReadySeconds: 60, maxSurge: 1, maxUnavailable: 0";
     RolloutAllUnavailable = "rollout-all-unavailable", Validation, Deny,
         why: "A RollingUpdate whose maxUnavailable covers every replica behaves like Recreate: the whole service goes down.",
-        fix: "Lower maxUnavailable below spec.replicas (for one replica: maxUnavailable: 0, maxSurge: 1).";
+        fix: "Lower maxUnavailable below spec.replicas (for one replica: maxUnavailable: 0, maxSurge: 1).",
+        example: "replicas: 3, strategy.rollingUpdate.maxUnavailable: 100%";
     RolloutFencepost = "rollout-fencepost", Validation, Deny,
         why: "maxSurge and maxUnavailable both resolving to 0 make the controller silently use maxUnavailable 1.",
-        fix: "Set maxSurge to at least 1 (or use an absolute maxUnavailable) so the rollout can progress as intended.";
+        fix: "Set maxSurge to at least 1 (or use an absolute maxUnavailable) so the rollout can progress as intended.",
+        example: "replicas: 3, maxSurge: 0%, maxUnavailable: 25% (both round to 0)";
     StatefulRecreate = "stateful-recreate", Validation, Deny,
         why: "With Recreate every stateful replica flushes its state at the same moment.",
-        fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1.";
+        fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1.",
+        example: "rollguard.io/profile: stateful, strategy.type: Recreate";
     StatefulParallel = "stateful-parallel", Validation, Deny,
         why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store.",
-        fix: "Set maxUnavailable: 1 (and maxSurge: 0) for stateful workloads.";
+        fix: "Set maxUnavailable: 1 (and maxSurge: 0) for stateful workloads.",
+        example: "rollguard.io/profile: stateful, replicas: 8, maxSurge: 0, maxUnavailable: 25% (resolves to 2)";
     GraceBelowShutdown = "grace-below-shutdown", Validation, Deny,
         why: "The kubelet kills the app with SIGKILL before its declared shutdown can finish: state is lost.",
-        fix: "Raise terminationGracePeriodSeconds to at least preStop sleep + rollguard.io/shutdown-timeout.";
+        fix: "Raise terminationGracePeriodSeconds to at least preStop sleep + rollguard.io/shutdown-timeout.",
+        example: "rollguard.io/shutdown-timeout: 30s, preStop sleep 10s, terminationGracePeriodSeconds: 30";
     PrestopExceedsGrace = "prestop-exceeds-grace", Validation, Deny,
         why: "A preStop sleep as long as the grace period leaves the app no time to shut down after SIGTERM.",
-        fix: "Shorten the preStop sleep or raise terminationGracePeriodSeconds above it.";
+        fix: "Shorten the preStop sleep or raise terminationGracePeriodSeconds above it.",
+        example: "lifecycle.preStop.exec.command: [sh, -c, sleep 60], terminationGracePeriodSeconds: 30";
     MinReadyExceedsDeadline = "min-ready-exceeds-deadline", Validation, Deny,
         why: "When minReadySeconds reaches progressDeadlineSeconds every rollout is reported as failed.",
-        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up.";
+        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up.",
+        example: "minReadySeconds: 600, progressDeadlineSeconds unset (600)";
     InvalidAnnotation = "invalid-annotation", Validation, Deny,
         why: "A rollguard annotation that cannot be read would silently leave the workload unprotected.",
-        fix: "Use one of the accepted values listed in the message (see docs/rules.md for the annotation contract).";
+        fix: "Use one of the accepted values listed in the message (see docs/rules.md for the annotation contract).",
+        example: "rollguard.io/profile: stateless (or the key rollguard.io/shutdown-timout)";
     ReadinessMissing = "readiness-missing", Validation, Warn,
         why: "A serving container without a readiness probe receives traffic before it can serve it.",
-        fix: "Add a readinessProbe to the container (rollguard injects one in enforce mode).";
+        fix: "Add a readinessProbe to the container (rollguard injects one in enforce mode).",
+        example: "containers: [{name: web, ports: [{containerPort: 80}]}] with no readinessProbe";
     ReadinessIsLiveness = "readiness-is-liveness", Validation, Warn,
         why: "With identical probes an overloaded pod is restarted instead of being taken out of rotation.",
-        fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.";
+        fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.",
+        example: "readinessProbe and livenessProbe both {httpGet: {path: /healthz, port: 8080}}";
 }
 
 impl Rule {
