@@ -3,6 +3,8 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod catalog;
+pub mod check;
 pub mod config;
 pub mod duration;
 pub mod k8s_semantics;

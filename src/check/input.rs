@@ -1,0 +1,193 @@
+//! Reading manifests for `rollguard check`: files, directories (recursively,
+//! `*.yaml`, `*.yml`, `*.json`) or stdin; multi-document YAML split with the
+//! line each document starts on, so every report can point at its source.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::CheckError;
+
+/// Where manifests come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".to_string(),
+            Input::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Expands the command-line paths: `-` is stdin, directories are walked in
+/// name order, plain files are taken whatever their extension.
+pub fn expand(paths: &[String]) -> Result<Vec<Input>, CheckError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        let path = Path::new(path);
+        let metadata = std::fs::metadata(path)
+            .map_err(|err| CheckError::Usage(format!("cannot read {}: {err}", path.display())))?;
+        if metadata.is_dir() {
+            walk(path, &mut inputs)?;
+        } else {
+            inputs.push(Input::File(path.to_path_buf()));
+        }
+    }
+    Ok(inputs)
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), CheckError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|err| {
+            CheckError::Usage(format!("cannot read directory {}: {err}", dir.display()))
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, inputs)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
+            inputs.push(Input::File(path));
+        }
+    }
+    Ok(())
+}
+
+/// One YAML document of a stream, with the 1-based line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document<'a> {
+    pub line: usize,
+    pub text: &'a str,
+}
+
+/// Splits a YAML stream on `---` document markers (and `...` ends).
+pub fn documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1usize;
+    let mut offset = 0usize;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let is_marker = trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
+        if is_marker {
+            docs.push(Document {
+                line: start_line,
+                text: &text[start..offset],
+            });
+            start = offset + line.len();
+            start_line = index + 2;
+            // `--- {...}` carries content on the marker line itself.
+            if let Some(rest) = trimmed.strip_prefix("--- ") {
+                if !rest.trim().is_empty() && !rest.trim_start().starts_with('#') {
+                    start = offset + 4;
+                    start_line = index + 1;
+                }
+            }
+        }
+        offset += line.len();
+    }
+    docs.push(Document {
+        line: start_line,
+        text: &text[start..],
+    });
+    docs.retain(|d| !is_blank(d.text));
+    docs
+}
+
+/// Only whitespace and comments.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l.starts_with('%')
+    })
+}
+
+/// A document that could not be parsed, with its absolute line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFailure {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses one document as YAML (JSON is YAML too).
+pub fn parse(doc: &Document<'_>) -> Result<Value, ParseFailure> {
+    serde_saphyr::from_str::<Value>(doc.text).map_err(|err| {
+        let line = err
+            .location()
+            .map(|l| doc.line + l.line().saturating_sub(1) as usize)
+            .unwrap_or(doc.line);
+        let message = err.without_snippet().to_string();
+        let message = message
+            .lines()
+            .next()
+            .unwrap_or("malformed YAML")
+            .to_string();
+        ParseFailure { line, message }
+    })
+}
+
+/// The objects a document holds: itself, or the items of a `List`.
+pub fn objects(document: Value) -> Vec<Value> {
+    let is_list = document
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
+        && document.get("items").is_some_and(Value::is_array);
+    if is_list {
+        match document {
+            Value::Object(mut map) => match map.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    } else {
+        vec![document]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_and_keeps_their_lines() {
+        let text = "# header\na: 1\n---\nb: 2\n\n--- # comment\nc: 3\n---\n";
+        let docs = documents(text);
+        assert_eq!(docs.len(), 3);
+        assert_eq!((docs[0].line, docs[0].text), (1, "# header\na: 1\n"));
+        assert_eq!((docs[1].line, docs[1].text), (4, "b: 2\n\n"));
+        assert_eq!((docs[2].line, docs[2].text), (7, "c: 3\n"));
+    }
+
+    #[test]
+    fn parse_errors_carry_the_absolute_line() {
+        let text = "a: 1\n---\nkind: Deployment\nmetadata: [unclosed\n";
+        let docs = documents(text);
+        let err = parse(&docs[1]).unwrap_err();
+        assert!(err.line >= 3, "{err:?}");
+        assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn lists_expand_into_their_items() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [{"kind": "A"}, {"kind": "B"}]});
+        assert_eq!(objects(list).len(), 2);
+        let single = serde_json::json!({"kind": "Deployment"});
+        assert_eq!(objects(single).len(), 1);
+    }
+}

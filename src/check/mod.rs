@@ -1,0 +1,238 @@
+//! `rollguard check`: the webhook's engine, offline, over manifest files, for
+//! CI and for a first look. Reads documents one at a time and writes each
+//! report as it goes, so memory stays flat however many objects there are.
+
+mod input;
+mod report;
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
+use crate::settings::Settings;
+use crate::workload::WorkloadKind;
+
+pub use input::{documents, expand, Input};
+pub use report::Format;
+
+#[derive(Debug, Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write the report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub mode: Mode,
+    pub format: Format,
+    pub color: bool,
+    pub settings: Settings,
+}
+
+/// Counts for the summary line and the exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub objects: usize,
+    /// Objects of kinds rollguard does not handle, passed through.
+    pub passed_through: usize,
+    pub mutated: usize,
+    pub denied: usize,
+    pub warned: usize,
+    pub errors: usize,
+}
+
+impl Summary {
+    /// 0 nothing denied, 1 something would be denied, 2 unreadable input.
+    pub fn exit_code(&self) -> u8 {
+        if self.errors > 0 {
+            2
+        } else if self.denied > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// One object and what the engine made of it.
+#[derive(Debug, Clone)]
+pub struct ObjectReport<'a> {
+    pub source: &'a str,
+    pub line: usize,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub original: &'a Value,
+    /// None for kinds rollguard leaves alone.
+    pub verdict: Option<Verdict>,
+    /// Set when the object could not be evaluated.
+    pub error: Option<String>,
+}
+
+impl ObjectReport<'_> {
+    /// `Kind/namespace/name`, or `Kind/name` without a namespace.
+    pub fn identity(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{}/{}", self.kind, ns, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+
+    /// The object as rollguard would admit it.
+    pub fn admitted(&self) -> &Value {
+        self.verdict.as_ref().map_or(self.original, |v| &v.admitted)
+    }
+
+    pub fn changed(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|v| !v.patch.0.is_empty())
+    }
+}
+
+/// Checks every input and writes the report; returns the counts.
+pub fn run(
+    inputs: &[Input],
+    options: &CheckOptions,
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<Summary, CheckError> {
+    let mut summary = Summary::default();
+    let mut reporter = report::Reporter::new(options.format, options.color, options.mode);
+    reporter.begin(out)?;
+    for input in inputs {
+        let name = input.name();
+        let text = match read(input, stdin) {
+            Ok(text) => text,
+            Err(message) => {
+                summary.errors += 1;
+                reporter.error(out, &name, 0, &message)?;
+                continue;
+            }
+        };
+        check_text(&name, &text, options, &mut reporter, &mut summary, out)?;
+    }
+    reporter.finish(out, &summary)?;
+    Ok(summary)
+}
+
+fn read(input: &Input, stdin: &mut dyn Read) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    match input {
+        Input::Stdin => stdin.read_to_end(&mut bytes).map(|_| ()),
+        Input::File(path) => std::fs::read(path).map(|b| bytes = b),
+    }
+    .map_err(|err| format!("cannot read: {err}"))?;
+    String::from_utf8(bytes)
+        .map_err(|err| format!("not UTF-8 text (byte {})", err.utf8_error().valid_up_to()))
+}
+
+fn check_text(
+    source: &str,
+    text: &str,
+    options: &CheckOptions,
+    reporter: &mut report::Reporter,
+    summary: &mut Summary,
+    out: &mut dyn Write,
+) -> Result<(), CheckError> {
+    for doc in input::documents(text) {
+        let parsed = match input::parse(&doc) {
+            Ok(value) => value,
+            Err(failure) => {
+                summary.errors += 1;
+                reporter.error(out, source, failure.line, &failure.message)?;
+                reporter.passthrough(out, doc.text)?;
+                continue;
+            }
+        };
+        let is_list = parsed.get("items").is_some_and(Value::is_array)
+            && parsed
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"));
+        let list_shell = is_list.then(|| {
+            let mut shell = parsed.clone();
+            shell["items"] = Value::Array(Vec::new());
+            shell
+        });
+        let objects = input::objects(parsed);
+        let mut admitted_items = Vec::new();
+        let mut any_changed = false;
+        for object in &objects {
+            let report = evaluate(source, doc.line, object, options);
+            summary.objects += 1;
+            match (&report.verdict, &report.error) {
+                (_, Some(_)) => summary.errors += 1,
+                (None, None) => summary.passed_through += 1,
+                (Some(verdict), None) => {
+                    summary.mutated += usize::from(!verdict.mutations.is_empty());
+                    summary.denied += usize::from(verdict.denials().next().is_some());
+                    summary.warned += usize::from(
+                        verdict
+                            .violations
+                            .iter()
+                            .any(|v| v.action == crate::rules::Action::Warn),
+                    );
+                }
+            }
+            any_changed |= report.changed();
+            reporter.object(out, &report)?;
+            if reporter.wants_admitted() {
+                admitted_items.push(report.admitted().clone());
+            }
+        }
+        if reporter.wants_admitted() {
+            if !any_changed {
+                reporter.passthrough(out, doc.text)?;
+            } else if let Some(mut shell) = list_shell {
+                shell["items"] = Value::Array(admitted_items);
+                reporter.admitted(out, &shell)?;
+            } else if let Some(object) = admitted_items.first() {
+                reporter.admitted(out, object)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn evaluate<'a>(
+    source: &'a str,
+    line: usize,
+    object: &'a Value,
+    options: &CheckOptions,
+) -> ObjectReport<'a> {
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut report = ObjectReport {
+        source,
+        line,
+        kind: text("/kind").unwrap_or_else(|| "<no kind>".to_string()),
+        namespace: text("/metadata/namespace"),
+        name: text("/metadata/name")
+            .or_else(|| text("/metadata/generateName").map(|g| format!("{g}*")))
+            .unwrap_or_else(|| "<unnamed>".to_string()),
+        original: object,
+        verdict: None,
+        error: None,
+    };
+    let Some(kind) = WorkloadKind::from_object(object) else {
+        return report;
+    };
+    let request = EvalRequest {
+        kind,
+        object,
+        stage: Stage::Full,
+        mode: options.mode,
+    };
+    match policy::evaluate(&request, &options.settings) {
+        Ok(verdict) => report.verdict = Some(verdict),
+        Err(err) => report.error = Some(err.to_string()),
+    }
+    report
+}

@@ -1,0 +1,288 @@
+//! The output formats of `rollguard check`: `text` for people, `yaml` for
+//! pipelines (the manifests as rollguard would admit them), `diff`, and `json`
+//! for machines. Each report is written as soon as its object is checked.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::{CheckError, ObjectReport, Summary};
+use crate::policy::{EffectiveMode, Mode};
+use crate::rules::Action;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Yaml,
+    Diff,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Format::Text),
+            "yaml" => Ok(Format::Yaml),
+            "diff" => Ok(Format::Diff),
+            "json" => Ok(Format::Json),
+            other => Err(format!(
+                "unknown output format {other:?}: accepted values are text, yaml, diff, json"
+            )),
+        }
+    }
+}
+
+pub struct Reporter {
+    format: Format,
+    color: bool,
+    mode: Mode,
+    json_entries: usize,
+}
+
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+impl Reporter {
+    pub fn new(format: Format, color: bool, mode: Mode) -> Reporter {
+        Reporter {
+            format,
+            color,
+            mode,
+            json_entries: 0,
+        }
+    }
+
+    /// Whether the caller must hand over admitted documents (yaml output).
+    pub fn wants_admitted(&self) -> bool {
+        self.format == Format::Yaml
+    }
+
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color {
+            format!("{color}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn begin(&mut self, out: &mut dyn Write) -> Result<(), CheckError> {
+        if self.format == Format::Json {
+            out.write_all(b"[")?;
+        }
+        Ok(())
+    }
+
+    pub fn error(
+        &mut self,
+        out: &mut dyn Write,
+        source: &str,
+        line: usize,
+        message: &str,
+    ) -> Result<(), CheckError> {
+        let position = if line > 0 {
+            format!("{source}:{line}")
+        } else {
+            source.to_string()
+        };
+        match self.format {
+            Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(RED, "error"))?,
+            Format::Json => self.json_entry(
+                out,
+                &json!({"file": source, "line": line, "error": message}),
+            )?,
+            // Keep the pipeline's stdout valid YAML / diff.
+            Format::Yaml | Format::Diff => eprintln!("error: {position}: {message}"),
+        }
+        Ok(())
+    }
+
+    pub fn object(
+        &mut self,
+        out: &mut dyn Write,
+        report: &ObjectReport<'_>,
+    ) -> Result<(), CheckError> {
+        if let Some(error) = &report.error {
+            return self.error(
+                out,
+                report.source,
+                report.line,
+                &format!("{}: {error}", report.identity()),
+            );
+        }
+        match self.format {
+            Format::Text => self.text(out, report),
+            Format::Json => self.json_entry(out, &json_report(report)),
+            Format::Diff => diff(out, report),
+            Format::Yaml => Ok(()),
+        }
+    }
+
+    fn text(&self, out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError> {
+        let Some(verdict) = &report.verdict else {
+            return Ok(());
+        };
+        let head = format!("{} ({}:{})", report.identity(), report.source, report.line);
+        if verdict.mode == EffectiveMode::Off {
+            writeln!(
+                out,
+                "{}: skipped (rollguard.io/mode: off)",
+                self.paint(BOLD, &head)
+            )?;
+            return Ok(());
+        }
+        if verdict.mutations.is_empty() && verdict.violations.is_empty() {
+            writeln!(out, "{}: ok", self.paint(BOLD, &head))?;
+            return Ok(());
+        }
+        writeln!(out, "{}", self.paint(BOLD, &head))?;
+        let audit = verdict.mode == EffectiveMode::Audit;
+        for m in &verdict.mutations {
+            let label = match (audit, m.action) {
+                (true, _) => "would set",
+                (false, Action::Warn) => "suggest",
+                _ => "mutate",
+            };
+            writeln!(out, "  {} {}", self.paint(GREEN, label), m.describe())?;
+        }
+        for v in &verdict.violations {
+            let (label, color) = match (audit, v.action) {
+                (true, Action::Deny) => ("would deny", RED),
+                (false, Action::Deny) => ("deny", RED),
+                _ if v.waived => ("warn (waived)", YELLOW),
+                _ => ("warn", YELLOW),
+            };
+            writeln!(out, "  {} {}", self.paint(color, label), v.message())?;
+        }
+        Ok(())
+    }
+
+    fn json_entry(&mut self, out: &mut dyn Write, entry: &Value) -> Result<(), CheckError> {
+        let separator = if self.json_entries == 0 { "\n" } else { ",\n" };
+        self.json_entries += 1;
+        out.write_all(separator.as_bytes())?;
+        serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+
+    /// An unchanged document, written back exactly as it was read.
+    pub fn passthrough(&mut self, out: &mut dyn Write, text: &str) -> Result<(), CheckError> {
+        if self.format == Format::Yaml {
+            out.write_all(b"---\n")?;
+            out.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A changed document, re-serialised.
+    pub fn admitted(&mut self, out: &mut dyn Write, value: &Value) -> Result<(), CheckError> {
+        out.write_all(b"---\n")?;
+        out.write_all(to_yaml(value).as_bytes())?;
+        Ok(())
+    }
+
+    pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
+        let line = format!(
+            "{} objects checked{}: {} mutated, {} denied, {} with warnings, {} errors{}",
+            summary.objects,
+            if summary.passed_through > 0 {
+                format!(
+                    " ({} of kinds rollguard does not check)",
+                    summary.passed_through
+                )
+            } else {
+                String::new()
+            },
+            summary.mutated,
+            summary.denied,
+            summary.warned,
+            summary.errors,
+            if self.mode == Mode::Audit {
+                " (audit mode: nothing is denied)"
+            } else {
+                ""
+            },
+        );
+        match self.format {
+            Format::Text => writeln!(out, "{line}")?,
+            Format::Json => {
+                out.write_all(if self.json_entries == 0 {
+                    b"]\n"
+                } else {
+                    b"\n]\n"
+                })?;
+                eprintln!("{line}");
+            }
+            Format::Yaml | Format::Diff => eprintln!("{line}"),
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+fn mode_name(mode: EffectiveMode) -> &'static str {
+    match mode {
+        EffectiveMode::Enforce => "enforce",
+        EffectiveMode::Audit => "audit",
+        EffectiveMode::Off => "off",
+    }
+}
+
+fn json_report(report: &ObjectReport<'_>) -> Value {
+    let mut entry = json!({
+        "file": report.source,
+        "line": report.line,
+        "kind": report.kind,
+        "namespace": report.namespace,
+        "name": report.name,
+        "checked": report.verdict.is_some(),
+    });
+    if let Some(verdict) = &report.verdict {
+        entry["mode"] = json!(mode_name(verdict.mode));
+        entry["denied"] =
+            json!(verdict.mode == EffectiveMode::Enforce && verdict.denials().next().is_some());
+        entry["mutations"] = verdict
+            .mutations
+            .iter()
+            .map(|m| json!({"rule": m.rule.name(), "field": m.field, "old": m.old, "new": m.new, "action": m.action.to_string()}))
+            .collect();
+        entry["violations"] = verdict
+            .violations
+            .iter()
+            .map(|v| {
+                json!({"rule": v.rule.name(), "action": v.action.to_string(), "waived": v.waived,
+                       "field": v.field, "message": v.message()})
+            })
+            .collect();
+        entry["patch"] = serde_json::to_value(&verdict.patch).unwrap_or(Value::Null);
+    }
+    entry
+}
+
+fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError> {
+    if !report.changed() {
+        return Ok(());
+    }
+    let before = to_yaml(report.original);
+    let after = to_yaml(report.admitted());
+    let header = format!("{} ({}:{})", report.identity(), report.source, report.line);
+    let diff = similar::TextDiff::from_lines(&before, &after);
+    write!(
+        out,
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{header}"), &format!("b/{header}"))
+    )?;
+    Ok(())
+}
+
+fn to_yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|err| format!("# cannot render as YAML: {err}\n"))
+}
