@@ -114,7 +114,18 @@ mod tests {
     #[test]
     fn rejects_malformed_durations() {
         for text in [
-            "", "s", "10x", "1.5s", "-5s", "10ms", "5s1m", "1m1m", "10 s", "1d", "20sec", "99999999h",
+            "",
+            "s",
+            "10x",
+            "1.5s",
+            "-5s",
+            "10ms",
+            "5s1m",
+            "1m1m",
+            "10 s",
+            "1d",
+            "20sec",
+            "99999999h",
             "9999999999999999999999",
         ] {
             assert!(parse_seconds(text).is_err(), "{text:?} should be rejected");
