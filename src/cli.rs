@@ -1,0 +1,238 @@
+//! The command line: `rollguard serve` runs the webhook.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing::{error, warn};
+
+use crate::admission::PolicyConfig;
+use crate::config::{self, Overrides};
+use crate::server::{self, AppState, RunOptions, Timeouts};
+use crate::telemetry::LogFormat;
+use crate::{duration, tls};
+
+/// Exit code for invalid flags, configuration or TLS material: the same as
+/// clap's usage errors, so scripts see one code for "fix your input".
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "rollguard", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS) and the ops endpoints (HTTP).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS admission endpoints (/mutate, /validate, /audit).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP ops endpoints (/healthz, /readyz, /metrics).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub ops_listen: SocketAddr,
+
+    /// PEM certificate chain, server certificate first.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve an in-memory certificate for localhost (local testing only).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub self_signed: bool,
+
+    /// Report only: every finding becomes a warning, nothing is changed or denied.
+    #[arg(long)]
+    pub audit: bool,
+
+    /// YAML configuration file; flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// preStop sleep injected when a workload declares none (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub prestop_sleep: Option<String>,
+
+    /// Added to preStop sleep and shutdown timeout for the grace period (e.g. 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_buffer: Option<String>,
+
+    /// Containers that never get a preStop hook or readiness probe.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub skip_containers: Option<Vec<String>>,
+
+    /// How injected preStop hooks sleep.
+    #[arg(long, value_name = "HANDLER", value_parser = ["sleep", "exec"])]
+    pub prestop_handler: Option<String>,
+
+    /// Set a rule's action, e.g. --rule readiness-missing=deny (repeatable).
+    #[arg(long = "rule", value_name = "RULE=ACTION")]
+    pub rules: Vec<String>,
+
+    /// Largest admission request body accepted; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// After SIGTERM, keep serving this long with readiness failing, so the
+    /// pod leaves the endpoints before the listener closes (e.g. 5, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let seconds = duration::parse_seconds(text)
+        .map_err(|err| format!("{err}; accepted forms: {}", duration::ACCEPTED_FORMS))?;
+    u64::try_from(seconds)
+        .map(Duration::from_secs)
+        .map_err(|_| "duration cannot be negative".to_string())
+}
+
+/// Runs the chosen command and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        prestop_sleep: args.prestop_sleep.clone(),
+        shutdown_buffer: args.shutdown_buffer.clone(),
+        skip_containers: args.skip_containers.clone(),
+        prestop_handler: args.prestop_handler.clone(),
+        rule_actions: args.rules.clone(),
+    };
+    let settings = match config::load(args.config.as_deref(), &overrides) {
+        Ok(settings) => settings,
+        Err(err) => {
+            error!("{err}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+
+    let certified_key = match (&args.tls_cert, &args.tls_key, args.self_signed) {
+        (Some(cert), Some(key), false) => match tls::load_pem_files(cert, key) {
+            Ok(key) => key,
+            Err(err) => {
+                error!("{err}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        },
+        (None, None, true) => {
+            warn!("serving a self-signed certificate: only clients told to trust it can connect");
+            tls::self_signed()
+                .context("cannot create the self-signed certificate")?
+                .certified_key
+        }
+        _ => {
+            error!(
+                "no TLS certificate: pass --tls-cert FILE --tls-key FILE (for example the tls.crt \
+                 and tls.key of a cert-manager Secret), or --self-signed for a local test"
+            );
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let tls_config = tls::server_config(tls::CertResolver::new(certified_key))
+        .context("cannot build the TLS configuration")?;
+
+    let state = AppState::new(PolicyConfig {
+        settings,
+        audit_only: args.audit,
+    })
+    .with_max_body_bytes(args.max_body_bytes);
+    let options = RunOptions {
+        tls_config,
+        state,
+        timeouts: Timeouts {
+            shutdown_delay: args.shutdown_delay,
+            ..Timeouts::default()
+        },
+    };
+    server::serve(args.listen, args.ops_listen, options).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "rollguard",
+            "serve",
+            "--self-signed",
+            "--listen",
+            "127.0.0.1:9443",
+            "--skip-containers",
+            "envoy,vault-agent",
+            "--rule",
+            "readiness-missing=deny",
+            "--rule",
+            "rollout-fencepost=warn",
+            "--shutdown-delay",
+            "1m",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let Command::Serve(args) = cli.command;
+        assert!(args.self_signed);
+        assert_eq!(args.listen.port(), 9443);
+        assert_eq!(args.ops_listen.port(), 8080);
+        assert_eq!(
+            args.skip_containers.as_deref(),
+            Some(&["envoy".to_string(), "vault-agent".to_string()][..])
+        );
+        assert_eq!(args.rules.len(), 2);
+        assert_eq!(args.shutdown_delay, Duration::from_secs(60));
+        assert_eq!(args.max_body_bytes, 7_340_032);
+    }
+
+    #[test]
+    fn self_signed_conflicts_with_files_and_cert_needs_key() {
+        let conflict = Cli::try_parse_from([
+            "rollguard",
+            "serve",
+            "--self-signed",
+            "--tls-cert",
+            "a",
+            "--tls-key",
+            "b",
+        ]);
+        assert!(conflict.is_err());
+        let lonely = Cli::try_parse_from(["rollguard", "serve", "--tls-cert", "a"]);
+        assert!(lonely.unwrap_err().to_string().contains("--tls-key"));
+        let bad_handler = Cli::try_parse_from(["rollguard", "serve", "--prestop-handler", "magic"]);
+        assert!(bad_handler.is_err());
+        let bad_delay = Cli::try_parse_from(["rollguard", "serve", "--shutdown-delay", "soon"]);
+        assert!(bad_delay
+            .unwrap_err()
+            .to_string()
+            .contains("accepted forms"));
+    }
+}

@@ -1,0 +1,1099 @@
+//! The HTTPS and ops servers, in-process and as the compiled binary. Every
+//! test binds 127.0.0.1 port 0 and is bounded in time.
+//!
+//! These tests depend only on the HTTP layer: the admission engine may answer
+//! anything, so a review's status is only checked to be the engine's (not a
+//! routing or body-limit error) and to carry the matching content type.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use rollguard::admission::{PolicyConfig, Route};
+use rollguard::metrics::Metrics;
+use rollguard::server::{self, AppState, RunOptions, ServerError, Timeouts};
+use rollguard::tls;
+
+/// Upper bound for any single test.
+const TEST_BOUND: Duration = Duration::from_secs(30);
+/// Upper bound for one wait inside a test (a port, a line, an exit).
+const WAIT_BOUND: Duration = Duration::from_secs(10);
+
+async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(TEST_BOUND, future)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+// ---------------------------------------------------------------- clients
+
+fn client_config(cert_pem: &str, alpn: &[&[u8]]) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("certificate PEM");
+    roots.add(cert).expect("trust anchor");
+    let mut config = ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+fn https_client(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(cert_pem, alpn))
+        .timeout(WAIT_BOUND)
+        .build()
+        .expect("client")
+}
+
+/// A client for the plain-HTTP ops port. reqwest without a crypto provider
+/// still wants a TLS configuration, so it gets one that trusts nothing useful.
+fn plain_client() -> reqwest::Client {
+    let unused = tls::self_signed().expect("certificate");
+    https_client(&unused.cert_pem, &[b"http/1.1"])
+}
+
+const H1: &[&[u8]] = &[b"http/1.1"];
+const H2: &[&[u8]] = &[b"h2"];
+const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+// ---------------------------------------------------------------- in-process server
+
+struct TestServer {
+    https: SocketAddr,
+    ops: SocketAddr,
+    cert_pem: String,
+    state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+fn quick_timeouts() -> Timeouts {
+    Timeouts {
+        shutdown_delay: Duration::ZERO,
+        drain: Duration::from_secs(2),
+        ..Timeouts::default()
+    }
+}
+
+async fn start(max_body_bytes: usize, timeouts: Timeouts) -> TestServer {
+    let generated = tls::self_signed().expect("self-signed certificate");
+    let tls_config =
+        tls::server_config(tls::CertResolver::new(generated.certified_key)).expect("TLS config");
+    let tls_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ops_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let https = tls_listener.local_addr().expect("address");
+    let ops = ops_listener.local_addr().expect("address");
+    let state = AppState::new(PolicyConfig::default()).with_max_body_bytes(max_body_bytes);
+    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+    let options = RunOptions {
+        tls_config,
+        state: state.clone(),
+        timeouts,
+    };
+    let task = tokio::spawn(server::run(
+        tls_listener,
+        ops_listener,
+        options,
+        async move {
+            let _ = shutdown_requested.await;
+        },
+    ));
+    let server = TestServer {
+        https,
+        ops,
+        cert_pem: generated.cert_pem,
+        state,
+        shutdown: Some(shutdown),
+        task,
+    };
+    wait_ready(&plain_client(), server.ops).await;
+    server
+}
+
+impl TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https.port())
+    }
+
+    fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops)
+    }
+
+    fn client(&self, alpn: &[&[u8]]) -> reqwest::Client {
+        https_client(&self.cert_pem, alpn)
+    }
+
+    fn request_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    async fn stop(mut self) -> Result<(), ServerError> {
+        self.request_shutdown();
+        tokio::time::timeout(WAIT_BOUND, &mut self.task)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, ops: SocketAddr) {
+    let deadline = Instant::now() + WAIT_BOUND;
+    loop {
+        if let Ok(response) = client.get(format!("http://{ops}/readyz")).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The engine's reply, whatever it is, comes with the content type of its
+/// status; a routing or body-limit error would show up as 404/405/413.
+fn assert_engine_reply(status: u16, content_type: Option<&str>) {
+    assert!(
+        ![404, 405, 413].contains(&status),
+        "request did not reach the engine: {status}"
+    );
+    let content_type = content_type.unwrap_or_default();
+    if status == 200 {
+        assert_eq!(content_type, "application/json");
+    } else {
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+    }
+}
+
+async fn post_review(client: &reqwest::Client, url: String, body: Vec<u8>) -> reqwest::Response {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+// ---------------------------------------------------------------- raw TLS
+
+async fn tls_connect(
+    server: &TestServer,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(client_config(&server.cert_pem, alpn)));
+    let tcp = TcpStream::connect(server.https).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("server name");
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `stream`.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (u16, String, Vec<u8>) {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.expect("read response");
+        assert!(read > 0, "connection closed before a full response head");
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("content-length");
+    let mut body = buffer[head_end..].to_vec();
+    while body.len() < length {
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.expect("read body");
+        assert!(read > 0, "connection closed mid-body");
+        body.extend_from_slice(&chunk[..read]);
+    }
+    (status, head, body)
+}
+
+/// Waits until the peer closes `stream` (EOF or reset), within `bound`.
+async fn assert_closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, bound: Duration) {
+    let mut chunk = [0u8; 1024];
+    let closed = tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "server did not close the connection within {bound:?}"
+    );
+}
+
+// ---------------------------------------------------------------- tests: protocols
+
+#[tokio::test]
+async fn http1_keep_alive_serves_several_requests_on_one_connection() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let mut stream = tls_connect(&server, H1).await;
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        for route in Route::ALL.iter().cycle().take(5) {
+            let body = br#"{"kind":"AdmissionReview"}"#;
+            let request = format!(
+                "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                route.path(),
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.expect("write");
+            stream.write_all(body).await.expect("write");
+            let (status, head, _) = read_response(&mut stream).await;
+            let content_type = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-type:"))
+                .map(str::trim);
+            assert_engine_reply(status, content_type);
+            assert!(!head.contains("connection: close"), "{head}");
+        }
+
+        // The same through reqwest's pool.
+        let client = server.client(H1);
+        for _ in 0..5 {
+            let response = post_review(&client, server.url("/validate"), b"{}".to_vec()).await;
+            assert_eq!(response.version(), reqwest::Version::HTTP_11);
+            assert_engine_reply(response.status().as_u16(), content_type(&response).as_deref());
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn h2_is_negotiated_by_alpn_and_multiplexes() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H2_AND_H1);
+        // Started together, so they overlap on the one h2 connection.
+        let requests: Vec<_> = Route::ALL
+            .iter()
+            .map(|route| {
+                let client = client.clone();
+                let url = server.url(route.path());
+                tokio::spawn(async move { post_review(&client, url, b"{}".to_vec()).await })
+            })
+            .collect();
+        for request in requests {
+            let response = request.await.expect("request task");
+            assert_eq!(response.version(), reqwest::Version::HTTP_2);
+            assert_engine_reply(
+                response.status().as_u16(),
+                content_type(&response).as_deref(),
+            );
+        }
+
+        let prior_knowledge = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(&server.cert_pem, H2))
+            .http2_prior_knowledge()
+            .resolve("localhost", server.https)
+            .timeout(WAIT_BOUND)
+            .build()
+            .expect("client");
+        let url = format!("https://localhost:{}/audit", server.https.port());
+        let response = prior_knowledge
+            .post(url)
+            .body("{}")
+            .send()
+            .await
+            .expect("h2 request to the localhost name");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- tests: HTTP errors
+
+#[tokio::test]
+async fn oversized_body_gets_413_and_the_server_keeps_serving() {
+    bounded(async {
+        let limit = 1024;
+        let server = start(limit, quick_timeouts()).await;
+        let client = server.client(H1);
+
+        let at_limit = post_review(&client, server.url("/mutate"), vec![b' '; limit]).await;
+        assert_engine_reply(
+            at_limit.status().as_u16(),
+            content_type(&at_limit).as_deref(),
+        );
+
+        let over = post_review(&client, server.url("/mutate"), vec![b' '; limit * 4]).await;
+        assert_eq!(over.status(), 413);
+        assert!(content_type(&over)
+            .unwrap_or_default()
+            .starts_with("text/plain"));
+
+        let after = post_review(&client, server.url("/mutate"), b"{}".to_vec()).await;
+        assert_engine_reply(after.status().as_u16(), content_type(&after).as_deref());
+
+        let metrics = plain_client()
+            .get(server.ops_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        assert!(
+            metrics
+                .contains(r#"route="mutate",kind="none",operation="none",outcome="too-large"} 1"#),
+            "{metrics}"
+        );
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H2_AND_H1);
+        for route in Route::ALL {
+            for method in [
+                reqwest::Method::GET,
+                reqwest::Method::PUT,
+                reqwest::Method::DELETE,
+            ] {
+                let response = client
+                    .request(method.clone(), server.url(route.path()))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(response.status(), 405, "{method} {}", route.path());
+            }
+        }
+        for path in ["/", "/mutate/extra", "/healthz", "/metrics", "/validate-me"] {
+            let response = post_review(&client, server.url(path), b"{}".to_vec()).await;
+            assert_eq!(response.status(), 404, "{path}");
+        }
+        let response = plain_client()
+            .get(server.ops_url("/mutate"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 404);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ops_endpoints_report_health_readiness_and_metrics() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let ops = plain_client();
+
+        let health = ops
+            .get(server.ops_url("/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), 200);
+        assert_eq!(health.text().await.expect("body").trim(), "ok");
+
+        let ready = ops
+            .get(server.ops_url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200);
+
+        let response =
+            post_review(&server.client(H1), server.url("/validate"), b"{}".to_vec()).await;
+        assert_engine_reply(
+            response.status().as_u16(),
+            content_type(&response).as_deref(),
+        );
+
+        let metrics = ops
+            .get(server.ops_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(metrics.status(), 200);
+        let metrics_type = content_type(&metrics).unwrap_or_default();
+        assert!(
+            metrics_type.starts_with("application/openmetrics-text"),
+            "{metrics_type}"
+        );
+        let text = metrics.text().await.expect("metrics body");
+        assert!(
+            text.contains("rollguard_admission_requests_total{route=\"validate\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollguard_admission_duration_seconds_count{route=\"validate\"} 1"),
+            "{text}"
+        );
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn garbage_and_failed_handshakes_do_not_stop_the_server() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+
+        // Plain HTTP on the TLS port.
+        let mut tcp = TcpStream::connect(server.https).await.expect("connect");
+        tcp.write_all(b"GET /validate HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        assert_closed_within(&mut tcp, WAIT_BOUND).await;
+
+        // Connect and leave: what TCP probes do.
+        drop(TcpStream::connect(server.https).await.expect("connect"));
+
+        // A client that does not trust the certificate.
+        let other = tls::self_signed().expect("certificate");
+        let untrusting = https_client(&other.cert_pem, H1);
+        assert!(untrusting
+            .get(server.url("/validate"))
+            .send()
+            .await
+            .is_err());
+
+        // Not HTTP inside TLS.
+        let mut stream = tls_connect(&server, H1).await;
+        stream
+            .write_all(b"\x00\x01\x02 this is not HTTP\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT_BOUND, stream.read_to_end(&mut answer)).await;
+
+        // A request header section over hyper's limit.
+        let mut stream = tls_connect(&server, H1).await;
+        let huge = format!(
+            "POST /validate HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(512 * 1024)
+        );
+        let _ = stream.write_all(huge.as_bytes()).await;
+        assert_closed_within(&mut stream, WAIT_BOUND).await;
+
+        let client = server.client(H2_AND_H1);
+        let response = post_review(&client, server.url("/validate"), b"{}".to_vec()).await;
+        assert_engine_reply(
+            response.status().as_u16(),
+            content_type(&response).as_deref(),
+        );
+
+        let metrics = server.state.metrics.encode();
+        let failures = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("rollguard_tls_handshake_failures_total "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .expect("handshake failure counter");
+        assert!(failures >= 2, "{metrics}");
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- tests: timeouts
+
+#[tokio::test]
+async fn a_stalled_handshake_neither_blocks_others_nor_lives_forever() {
+    bounded(async {
+        let timeouts = Timeouts {
+            tls_handshake: Duration::from_millis(300),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut stalled = TcpStream::connect(server.https).await.expect("connect");
+
+        let client = server.client(H1);
+        let started = Instant::now();
+        let response = post_review(&client, server.url("/validate"), b"{}".to_vec()).await;
+        assert_engine_reply(
+            response.status().as_u16(),
+            content_type(&response).as_deref(),
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+
+        assert_closed_within(&mut stalled, Duration::from_secs(3)).await;
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_http1_connection_without_a_request_is_closed_after_the_header_timeout() {
+    bounded(async {
+        let timeouts = Timeouts {
+            header_read: Duration::from_millis(300),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut idle = tls_connect(&server, H1).await;
+        let started = Instant::now();
+        assert_closed_within(&mut idle, Duration::from_secs(3)).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // A request split over time but within the deadline is fine.
+        let mut slow = tls_connect(&server, H1).await;
+        slow.write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        slow.write_all(b"Content-Length: 2\r\n\r\n{}")
+            .await
+            .expect("write");
+        let (status, head, _) = read_response(&mut slow).await;
+        let content_type = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-type:"))
+            .map(str::trim);
+        assert_engine_reply(status, content_type);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- tests: shutdown
+
+#[tokio::test]
+async fn shutdown_fails_readiness_first_then_stops_accepting() {
+    bounded(async {
+        let timeouts = Timeouts {
+            shutdown_delay: Duration::from_millis(800),
+            ..quick_timeouts()
+        };
+        let mut server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let ops = plain_client();
+        let https = server.client(H1);
+        server.request_shutdown();
+
+        let deadline = Instant::now() + WAIT_BOUND;
+        loop {
+            let response = ops
+                .get(server.ops_url("/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            if response.status() == 503 {
+                assert_eq!(response.text().await.expect("body").trim(), "shutting down");
+                break;
+            }
+            assert!(Instant::now() < deadline, "readiness never failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Still serving during the delay, on a new connection too.
+        let response = post_review(&https, server.url("/validate"), b"{}".to_vec()).await;
+        assert_engine_reply(
+            response.status().as_u16(),
+            content_type(&response).as_deref(),
+        );
+        let health = ops
+            .get(server.ops_url("/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), 200);
+
+        let https_addr = server.https;
+        server.stop().await.expect("clean stop");
+        assert!(
+            TcpStream::connect(https_addr).await.is_err(),
+            "the listener must be closed after shutdown"
+        );
+    })
+    .await;
+}
+
+/// A router whose handler tells when it started and then takes `hold`.
+fn slow_app(hold: Duration) -> (Router, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let (started, started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = Router::new().route(
+        "/slow",
+        post(move || {
+            let started = started.clone();
+            async move {
+                let _ = started.send(());
+                tokio::time::sleep(hold).await;
+                "done"
+            }
+        }),
+    );
+    (app, started_rx)
+}
+
+async fn start_tls_only(
+    app: Router,
+    drain: Duration,
+) -> (SocketAddr, String, oneshot::Sender<()>, JoinHandle<()>) {
+    let generated = tls::self_signed().expect("certificate");
+    let config =
+        tls::server_config(tls::CertResolver::new(generated.certified_key)).expect("config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let timeouts = Timeouts {
+        drain,
+        ..Timeouts::default()
+    };
+    let task = tokio::spawn(server::serve_tls(
+        listener,
+        config,
+        app,
+        Arc::new(Metrics::new()),
+        timeouts,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, generated.cert_pem, stop, task)
+}
+
+#[tokio::test]
+async fn in_flight_requests_complete_during_the_drain() {
+    bounded(async {
+        for alpn in [H1, H2] {
+            let (app, mut started) = slow_app(Duration::from_millis(400));
+            let (addr, cert_pem, stop, task) = start_tls_only(app, Duration::from_secs(5)).await;
+            let client = https_client(&cert_pem, alpn);
+            let url = format!("https://127.0.0.1:{}/slow", addr.port());
+            let request = tokio::spawn(async move { client.post(url).send().await });
+            started.recv().await.expect("handler started");
+            let _ = stop.send(());
+
+            let response = request
+                .await
+                .expect("task")
+                .expect("in-flight request answered");
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.text().await.expect("body"), "done");
+            tokio::time::timeout(WAIT_BOUND, task)
+                .await
+                .expect("drain finished")
+                .expect("server task");
+            assert!(TcpStream::connect(addr).await.is_err());
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_drain_is_bounded() {
+    bounded(async {
+        let (app, mut started) = slow_app(Duration::from_secs(120));
+        let (addr, cert_pem, stop, task) = start_tls_only(app, Duration::from_millis(300)).await;
+        let client = https_client(&cert_pem, H1);
+        let url = format!("https://127.0.0.1:{}/slow", addr.port());
+        let request = tokio::spawn(async move { client.post(url).send().await });
+        started.recv().await.expect("handler started");
+        let stopping = Instant::now();
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("serve_tls returned despite a stuck request")
+            .expect("server task");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            stopping.elapsed()
+        );
+        // The stuck request is cut, not answered.
+        let outcome = tokio::time::timeout(WAIT_BOUND, request)
+            .await
+            .expect("client finished");
+        assert!(outcome.expect("task").is_err());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- the binary
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rollguard-server-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary, its stderr lines as they come, and a kill on drop so a failed
+/// test never leaves it running.
+struct Binary {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Binary {
+    fn start(args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rollguard");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Binary {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (seen or upcoming) for which `find` returns something.
+    fn wait_for<T>(&mut self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
+        if let Some(found) = self.seen.iter().find_map(|line| find(line)) {
+            return found;
+        }
+        let deadline = Instant::now() + WAIT_BOUND;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = find(&line);
+                    self.seen.push(line);
+                    if let Some(found) = found {
+                        return found;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {what}; log so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything logged until the process closed stderr.
+    fn rest_of_log(&mut self) -> String {
+        let deadline = Instant::now() + WAIT_BOUND;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    fn address_after(&mut self, marker: &str) -> SocketAddr {
+        self.wait_for(marker, |line| {
+            let start = line.find(marker)? + marker.len();
+            let rest = &line[start..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT_BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "rollguard did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_and_exits_zero_on_sigterm() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        assert!(https.ip().is_loopback() && https.port() != 0);
+        wait_ready(&plain_client(), ops).await;
+
+        binary.terminate();
+        let status = binary.wait_exit();
+        assert_eq!(status.code(), Some(0), "log:\n{}", binary.rest_of_log());
+        let log = binary.rest_of_log();
+        assert!(
+            log.contains("SIGTERM") && log.contains("shutdown complete"),
+            "{log}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_binary_serves_https_from_pem_files_and_logs_each_review_without_its_body() {
+    bounded(async {
+        let dir = TempDir::new();
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("certificate");
+        let cert = dir.write("tls.crt", &generated.cert.pem());
+        let key = dir.write("tls.key", &generated.signing_key.serialize_pem());
+        let mut binary = Binary::start(&[
+            "serve",
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+            "--tls-key",
+            key.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0s",
+            "--log-format",
+            "json",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        wait_ready(&plain_client(), ops).await;
+
+        let client = https_client(&generated.cert.pem(), H2_AND_H1);
+        let secret = "do-not-log-this-9f2c";
+        let body = format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"x","object":{{"data":"{secret}"}}}}}}"#);
+        let response = post_review(
+            &client,
+            format!("https://127.0.0.1:{}/validate", https.port()),
+            body.into_bytes(),
+        )
+        .await;
+        assert_engine_reply(response.status().as_u16(), content_type(&response).as_deref());
+
+        let review = binary.wait_for("an admission review line", |line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            (value.get("message")?.as_str()? == "admission review").then_some(value)
+        });
+        assert_eq!(review["route"], "validate");
+        for field in [
+            "uid", "kind", "namespace", "name", "operation", "outcome", "rules", "warnings",
+            "duration_us", "status",
+        ] {
+            assert!(review.get(field).is_some(), "missing {field}: {review}");
+        }
+
+        binary.terminate();
+        let status = binary.wait_exit();
+        let log = binary.rest_of_log();
+        assert_eq!(status.code(), Some(0), "log:\n{log}");
+        assert!(!log.contains(secret), "the body leaked into the log:\n{log}");
+        for line in log.lines() {
+            assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
+        }
+    })
+    .await;
+}
+
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut binary = Binary::start(args);
+    let status = binary.wait_exit();
+    (status.code(), binary.rest_of_log())
+}
+
+#[test]
+fn an_invalid_config_file_stops_serve_with_code_2_naming_the_key() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "rollguard.yaml",
+        "prestopSleep: 10s\nrules:\n  no-such-rule: deny\n",
+    );
+    let config = config.to_str().expect("utf-8 path");
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--self-signed",
+        "--config",
+        config,
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("rules.no-such-rule"), "{log}");
+    assert!(!log.contains("listening on"), "{log}");
+
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--self-signed",
+        "--rule",
+        "readiness-missing",
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("RULE=ACTION"), "{log}");
+}
+
+#[test]
+fn serve_without_a_certificate_exits_2_and_says_how_to_fix_it() {
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("--tls-cert") && log.contains("--self-signed"),
+        "{log}"
+    );
+
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--self-signed",
+        "--tls-cert",
+        "a.pem",
+        "--tls-key",
+        "b.pem",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("cannot be used with"), "{log}");
+}
+
+#[test]
+fn unusable_tls_files_exit_2_naming_the_file() {
+    let dir = TempDir::new();
+    let cert = dir.write("tls.crt", &tls::self_signed().expect("cert").cert_pem);
+    let missing: &Path = &dir.0.join("missing.key");
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--tls-key",
+        missing.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("missing.key"), "{log}");
+
+    let other_key = dir.write(
+        "other.key",
+        &rcgen::KeyPair::generate().expect("key").serialize_pem(),
+    );
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--tls-key",
+        other_key.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("does not match"), "{log}");
+}
