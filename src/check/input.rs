@@ -105,6 +105,17 @@ pub fn documents(text: &str) -> Vec<Document<'_>> {
         text: &text[start..],
     });
     docs.retain(|d| !is_blank(d.text));
+    for doc in &mut docs {
+        // Point at the first line of content, past leading comments.
+        doc.line += doc
+            .text
+            .lines()
+            .take_while(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('#')
+            })
+            .count();
+    }
     docs
 }
 
@@ -169,7 +180,7 @@ mod tests {
         let text = "# header\na: 1\n---\nb: 2\n\n--- # comment\nc: 3\n---\n";
         let docs = documents(text);
         assert_eq!(docs.len(), 3);
-        assert_eq!((docs[0].line, docs[0].text), (1, "# header\na: 1\n"));
+        assert_eq!((docs[0].line, docs[0].text), (2, "# header\na: 1\n"));
         assert_eq!((docs[1].line, docs[1].text), (4, "b: 2\n\n"));
         assert_eq!((docs[2].line, docs[2].text), (7, "c: 3\n"));
     }

@@ -36,10 +36,14 @@ pub struct CheckOptions {
 /// Counts for the summary line and the exit code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Report-only run: nothing counts as denied for the exit code.
+    pub audit: bool,
     pub objects: usize,
     /// Objects of kinds rollguard does not handle, passed through.
     pub passed_through: usize,
     pub mutated: usize,
+    /// Objects with a deny-level violation (denied in enforce mode, would be
+    /// in audit mode).
     pub denied: usize,
     pub warned: usize,
     pub errors: usize,
@@ -50,7 +54,7 @@ impl Summary {
     pub fn exit_code(&self) -> u8 {
         if self.errors > 0 {
             2
-        } else if self.denied > 0 {
+        } else if self.denied > 0 && !self.audit {
             1
         } else {
             0
@@ -99,7 +103,10 @@ pub fn run(
     stdin: &mut dyn Read,
     out: &mut dyn Write,
 ) -> Result<Summary, CheckError> {
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        audit: options.mode == Mode::Audit,
+        ..Summary::default()
+    };
     let mut reporter = report::Reporter::new(options.format, options.color, options.mode);
     reporter.begin(out)?;
     for input in inputs {

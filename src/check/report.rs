@@ -189,7 +189,7 @@ impl Reporter {
 
     pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
         let line = format!(
-            "{} objects checked{}: {} mutated, {} denied, {} with warnings, {} errors{}",
+            "{} objects checked{}: {} mutated, {} {}, {} with warnings, {} errors",
             summary.objects,
             if summary.passed_through > 0 {
                 format!(
@@ -201,13 +201,13 @@ impl Reporter {
             },
             summary.mutated,
             summary.denied,
+            if self.mode == Mode::Audit {
+                "would be denied (audit mode: nothing is)"
+            } else {
+                "denied"
+            },
             summary.warned,
             summary.errors,
-            if self.mode == Mode::Audit {
-                " (audit mode: nothing is denied)"
-            } else {
-                ""
-            },
         );
         match self.format {
             Format::Text => writeln!(out, "{line}")?,
