@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,7 +217,7 @@ fn text(status: StatusCode, body: &'static str) -> Response {
 fn review(route: Route, state: &AppState, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
     let reply = match body {
-        Ok(body) => admission::answer(route, &body, &state.policy),
+        Ok(body) => answer_or_500(route, &body, &state.policy),
         Err(rejection) => rejected(&rejection),
     };
     let elapsed = started.elapsed();
@@ -230,6 +231,20 @@ fn review(route: Route, state: &AppState, body: Result<Bytes, BytesRejection>) -
         "text/plain; charset=utf-8"
     };
     (status, [(header::CONTENT_TYPE, content_type)], reply.body).into_response()
+}
+
+/// A panic on one odd object must cost that review a 500, not the connection
+/// (and the other requests multiplexed on it) a reset.
+fn answer_or_500(route: Route, body: &[u8], policy: &PolicyConfig) -> ReviewReply {
+    std::panic::catch_unwind(AssertUnwindSafe(|| admission::answer(route, body, policy)))
+        .unwrap_or_else(|_| ReviewReply {
+            status: 500,
+            body: b"internal error while reviewing the object\n".to_vec(),
+            log: ReviewLog {
+                outcome: "error",
+                ..ReviewLog::default()
+            },
+        })
 }
 
 /// A body that could not be read: too large, or the client went away.

@@ -542,27 +542,34 @@ async fn garbage_and_failed_handshakes_do_not_stop_the_server() {
 #[tokio::test]
 async fn a_stalled_handshake_neither_blocks_others_nor_lives_forever() {
     bounded(async {
+        let handshake_timeout = Duration::from_secs(2);
         let timeouts = Timeouts {
-            tls_handshake: Duration::from_millis(300),
+            tls_handshake: handshake_timeout,
             ..quick_timeouts()
         };
         let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
         let mut stalled = TcpStream::connect(server.https).await.expect("connect");
+        let stalled_at = Instant::now();
 
+        // Answered long before the stalled handshake times out.
         let client = server.client(H1);
-        let started = Instant::now();
         let response = post_review(&client, server.url("/validate"), b"{}".to_vec()).await;
         assert_engine_reply(
             response.status().as_u16(),
             content_type(&response).as_deref(),
         );
         assert!(
-            started.elapsed() < Duration::from_millis(300),
+            stalled_at.elapsed() < handshake_timeout,
             "{:?}",
-            started.elapsed()
+            stalled_at.elapsed()
         );
 
-        assert_closed_within(&mut stalled, Duration::from_secs(3)).await;
+        assert_closed_within(&mut stalled, handshake_timeout * 3).await;
+        assert!(
+            stalled_at.elapsed() >= handshake_timeout,
+            "{:?}",
+            stalled_at.elapsed()
+        );
         server.stop().await.expect("clean stop");
     })
     .await;
@@ -877,8 +884,8 @@ impl Binary {
         assert!(status.success(), "kill -TERM failed");
     }
 
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT_BOUND;
+    fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
+        let deadline = Instant::now() + bound;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
@@ -917,7 +924,7 @@ async fn the_binary_serves_and_exits_zero_on_sigterm() {
         wait_ready(&plain_client(), ops).await;
 
         binary.terminate();
-        let status = binary.wait_exit();
+        let status = binary.wait_exit(WAIT_BOUND);
         assert_eq!(status.code(), Some(0), "log:\n{}", binary.rest_of_log());
         let log = binary.rest_of_log();
         assert!(
@@ -928,7 +935,9 @@ async fn the_binary_serves_and_exits_zero_on_sigterm() {
     .await;
 }
 
-#[tokio::test]
+// Multi-threaded: the client's h2 connection must keep running (and answer
+// the server's shutdown ping) while this test blocks waiting for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_https_from_pem_files_and_logs_each_review_without_its_body() {
     bounded(async {
         let dir = TempDir::new();
@@ -979,10 +988,14 @@ async fn the_binary_serves_https_from_pem_files_and_logs_each_review_without_its
             assert!(review.get(field).is_some(), "missing {field}: {review}");
         }
 
+        // The idle h2 connection stays open: it must close through GOAWAY,
+        // well before the 10 s drain bound.
         binary.terminate();
-        let status = binary.wait_exit();
+        let status = binary.wait_exit(Duration::from_secs(5));
         let log = binary.rest_of_log();
         assert_eq!(status.code(), Some(0), "log:\n{log}");
+        assert!(!log.contains("still open after the drain bound"), "{log}");
+        drop(client);
         assert!(!log.contains(secret), "the body leaked into the log:\n{log}");
         for line in log.lines() {
             assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
@@ -993,7 +1006,7 @@ async fn the_binary_serves_https_from_pem_files_and_logs_each_review_without_its
 
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let mut binary = Binary::start(args);
-    let status = binary.wait_exit();
+    let status = binary.wait_exit(WAIT_BOUND);
     (status.code(), binary.rest_of_log())
 }
 
