@@ -24,10 +24,11 @@ impl From<usize> for Step {
     }
 }
 
-/// Builds a path from keys and indexes: `path!["spec", "containers", 0]`.
+/// Builds a path from keys and indexes: `path!["spec", "containers", 0]`
+/// (an array; `.into()` makes it a `Vec<Step>`).
 #[macro_export]
 macro_rules! path {
-    ($($step:expr),* $(,)?) => { vec![$($crate::patch::Step::from($step)),*] };
+    ($($step:expr),* $(,)?) => { [$($crate::patch::Step::from($step)),*] };
 }
 
 /// Sets `value` at `path`, creating missing (or null) parent objects. An index

@@ -56,8 +56,8 @@ impl WorkloadKind {
     /// Where the pod spec lives in the object.
     pub fn pod_spec_path(self) -> Vec<Step> {
         match self {
-            WorkloadKind::Pod => path!["spec"],
-            _ => path!["spec", "template", "spec"],
+            WorkloadKind::Pod => path!["spec"].into(),
+            _ => path!["spec", "template", "spec"].into(),
         }
     }
 
@@ -65,7 +65,7 @@ impl WorkloadKind {
     pub fn template_annotations_path(self) -> Option<Vec<Step>> {
         match self {
             WorkloadKind::Pod => None,
-            _ => Some(path!["spec", "template", "metadata", "annotations"]),
+            _ => Some(path!["spec", "template", "metadata", "annotations"].into()),
         }
     }
 }

@@ -26,14 +26,6 @@ fn fixtures() -> Vec<(String, Value)> {
         .collect()
 }
 
-fn route_for(name: &str) -> Route {
-    if name.ends_with("-validate") {
-        Route::Validate
-    } else {
-        Route::Mutate
-    }
-}
-
 fn decode_patch(response: &Value) -> Option<json_patch::Patch> {
     let patch = response.get("patch")?;
     let text = patch

@@ -35,7 +35,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>, injected_sleep: Option<i64>) -> V
     }
     vec![Mutation {
         rule: Rule::GracePeriod,
-        path: ctx.pod_spec_path(path!["terminationGracePeriodSeconds"]),
+        path: ctx.pod_spec_path(&path!["terminationGracePeriodSeconds"]),
         field: format!("{}.terminationGracePeriodSeconds", ctx.pod_spec_field()),
         old: current.map(Value::from),
         new: Value::from(target),

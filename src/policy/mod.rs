@@ -164,9 +164,9 @@ impl Context<'_> {
     }
 
     /// Path into the pod spec in the raw document.
-    pub fn pod_spec_path(&self, rest: Vec<Step>) -> Vec<Step> {
+    pub fn pod_spec_path(&self, rest: &[Step]) -> Vec<Step> {
         let mut path = self.kind.pod_spec_path();
-        path.extend(rest);
+        path.extend_from_slice(rest);
         path
     }
 

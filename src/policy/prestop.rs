@@ -56,7 +56,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         })
         .map(|(index, c)| Mutation {
             rule: Rule::PrestopSleep,
-            path: ctx.pod_spec_path(path!["containers", index, "lifecycle", "preStop"]),
+            path: ctx.pod_spec_path(&path!["containers", index, "lifecycle", "preStop"]),
             field: ctx.container_field(&c.name, ".lifecycle.preStop"),
             old: None,
             new: handler_json(ctx.settings.prestop_handler, seconds),

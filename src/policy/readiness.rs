@@ -56,7 +56,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
             let port = declared.readiness_port.clone().or_else(|| first_port(c))?;
             Some(Mutation {
                 rule: Rule::ReadinessProbe,
-                path: ctx.pod_spec_path(path!["containers", index, "readinessProbe"]),
+                path: ctx.pod_spec_path(&path!["containers", index, "readinessProbe"]),
                 field: ctx.container_field(&c.name, ".readinessProbe"),
                 old: None,
                 new: probe_json(declared.readiness_path.as_deref(), &port),

@@ -40,6 +40,9 @@ impl Plan {
     }
 }
 
+/// The (maxSurge, maxUnavailable) a rule wants, given the current plan.
+type WantFn = fn(&Plan) -> (Option<i32>, Option<i32>);
+
 pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     let mut mutations = plan_min_ready(workload, ctx);
     let Some(rollout) = workload.rollout.as_ref().filter(|r| r.is_rolling_update()) else {
@@ -55,8 +58,7 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     // Each rule states the values it wants; later rules win on the fields
     // they set. Stateful-serial covers 0 replicas too: the strategy must be
     // serial by the time an autoscaler brings the workload back.
-    type Want = (Option<i32>, Option<i32>);
-    let rules: [(Rule, bool, fn(&Plan) -> Want); 4] = [
+    let rules: [(Rule, bool, WantFn); 4] = [
         (Rule::SingleReplica, rollout.replicas == 1, |p| {
             (
                 (p.surge() < 1).then_some(1),
@@ -157,7 +159,7 @@ fn field_mutation(
     }
     Some(Mutation {
         rule,
-        path: path!["spec", "strategy", "rollingUpdate", name],
+        path: path!["spec", "strategy", "rollingUpdate", name].into(),
         field: format!("spec.strategy.rollingUpdate.{name}"),
         old: Some(Value::String(show(old))),
         new: Value::from(new),
@@ -176,7 +178,7 @@ fn plan_min_ready(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     }
     vec![Mutation {
         rule: Rule::Warmup,
-        path: path!["spec", "minReadySeconds"],
+        path: path!["spec", "minReadySeconds"].into(),
         field: "spec.minReadySeconds".to_string(),
         old: Some(Value::from(workload.min_ready_seconds)),
         new: Value::from(warmup),
