@@ -253,9 +253,10 @@ fn respond(
         }
         EffectiveMode::Audit => {
             for m in &verdict.mutations {
-                warnings.push(policy::findings_short(&format!(
-                    "rollguard audit: would set {}",
-                    m.describe()
+                warnings.push(policy::short_warning(&format!(
+                    "rollguard audit {}: would set {}",
+                    m.rule,
+                    m.change()
                 )));
                 audit.entry("would-mutate").or_default().push(m.rule.name());
             }
@@ -263,9 +264,9 @@ fn respond(
                 let verb = if v.action == Action::Deny {
                     "would deny"
                 } else {
-                    "warn"
+                    "warns"
                 };
-                warnings.push(v.warning(&format!("rollguard audit: {verb} ")));
+                warnings.push(v.warning(&format!("rollguard audit {verb} ")));
                 let key = if v.action == Action::Deny {
                     "would-deny"
                 } else {
@@ -281,9 +282,10 @@ fn respond(
                 .iter()
                 .filter(|m| m.action == Action::Warn)
             {
-                warnings.push(policy::findings_short(&format!(
-                    "rollguard suggests {}",
-                    m.describe()
+                warnings.push(policy::short_warning(&format!(
+                    "rollguard {}: suggests {}",
+                    m.rule,
+                    m.change()
                 )));
                 audit.entry("suggested").or_default().push(m.rule.name());
             }

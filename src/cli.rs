@@ -1,4 +1,5 @@
-//! The command line: `rollguard serve` runs the webhook.
+//! The command line: `serve` runs the webhook, `check` the same engine
+//! offline, `rules` lists the rules, `certs` makes certificates.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +12,11 @@ use tracing::{error, warn};
 
 use crate::admission::PolicyConfig;
 use crate::config::{self, Overrides};
+use crate::policy::Mode;
 use crate::server::{self, AppState, RunOptions, Timeouts};
+use crate::settings::Settings;
 use crate::telemetry::LogFormat;
+use crate::{catalog, check};
 use crate::{duration, tls};
 
 /// Exit code for invalid flags, configuration or TLS material: the same as
@@ -34,6 +38,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the admission webhook (HTTPS) and the ops endpoints (HTTP).
     Serve(ServeArgs),
+    /// Run the webhook's engine over manifests, offline: what would be changed or denied.
+    Check(CheckArgs),
+    /// List every rule with its default action, why it exists and the fix.
+    Rules(RulesArgs),
+    /// Generate a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +72,22 @@ pub struct ServeArgs {
     #[arg(long)]
     pub audit: bool,
 
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Largest admission request body accepted; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// After SIGTERM, keep serving this long with readiness failing, so the
+    /// pod leaves the endpoints before the listener closes (e.g. 5, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+}
+
+/// The policy settings shared by `serve` and `check`.
+#[derive(Debug, Args, Clone)]
+pub struct PolicyArgs {
     /// YAML configuration file; flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -85,15 +111,71 @@ pub struct ServeArgs {
     /// Set a rule's action, e.g. --rule readiness-missing=deny (repeatable).
     #[arg(long = "rule", value_name = "RULE=ACTION")]
     pub rules: Vec<String>,
+}
 
-    /// Largest admission request body accepted; larger ones get 413.
-    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
+impl PolicyArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            prestop_sleep: self.prestop_sleep.clone(),
+            shutdown_buffer: self.shutdown_buffer.clone(),
+            skip_containers: self.skip_containers.clone(),
+            prestop_handler: self.prestop_handler.clone(),
+            rule_actions: self.rules.clone(),
+        }
+    }
 
-    /// After SIGTERM, keep serving this long with readiness failing, so the
-    /// pod leaves the endpoints before the listener closes (e.g. 5, 5s).
-    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
-    pub shutdown_delay: Duration,
+    /// The settings, or the configuration error that names the key.
+    pub fn settings(&self) -> Result<Settings, config::ConfigError> {
+        config::load(self.config.as_deref(), &self.overrides())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
+    #[arg(value_name = "PATH", default_value = "-")]
+    pub paths: Vec<String>,
+
+    /// text, yaml (the manifests as admitted), diff or json.
+    #[arg(long, short, value_name = "FORMAT", default_value = "text")]
+    pub output: check::Format,
+
+    /// enforce (what the webhook would admit or deny) or audit (report only).
+    #[arg(long, value_name = "MODE", default_value = "enforce", value_parser = ["enforce", "audit"])]
+    pub mode: String,
+
+    /// Never colour the text output (it is coloured only on a terminal).
+    #[arg(long)]
+    pub no_color: bool,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Print docs/rules.md instead of the plain list.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "rollguard")]
+    pub service: String,
+
+    /// Namespace of the webhook's Service.
+    #[arg(long, default_value = "rollguard-system")]
+    pub namespace: String,
+
+    /// Directory to write tls.crt, tls.key, ca.crt, secret.yaml and cabundle-patch.yaml into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Validity of the serving certificate in days (the CA lives ten times longer).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub days: i64,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -108,18 +190,75 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Check(args) => Ok(check(args)),
+        Command::Rules(args) => {
+            let text = if args.markdown {
+                catalog::rules_markdown()
+            } else {
+                catalog::rules_text()
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs(args) => certs(args),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let overrides = Overrides {
-        prestop_sleep: args.prestop_sleep.clone(),
-        shutdown_buffer: args.shutdown_buffer.clone(),
-        skip_containers: args.skip_containers.clone(),
-        prestop_handler: args.prestop_handler.clone(),
-        rule_actions: args.rules.clone(),
+fn check(args: CheckArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let settings = match args.policy.settings() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
-    let settings = match config::load(args.config.as_deref(), &overrides) {
+    let inputs = match check::expand(&args.paths) {
+        Ok(inputs) => inputs,
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = check::CheckOptions {
+        mode: if args.mode == "audit" {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        },
+        format: args.output,
+        color: !args.no_color
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none(),
+        settings,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match check::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out) {
+        Ok(summary) => ExitCode::from(summary.exit_code()),
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
+    let request = crate::certs::CertRequest {
+        service: args.service,
+        namespace: args.namespace,
+        valid_days: args.days,
+    };
+    let bundle = crate::certs::generate(&request)?;
+    for path in crate::certs::write(&bundle, &request, &args.out)? {
+        println!("wrote {path}");
+    }
+    println!("serving certificate for {}", bundle.dns_names.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = match args.policy.settings() {
         Ok(settings) => settings,
         Err(err) => {
             error!("{err}");
@@ -200,15 +339,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
         assert!(args.self_signed);
         assert_eq!(args.listen.port(), 9443);
         assert_eq!(args.ops_listen.port(), 8080);
         assert_eq!(
-            args.skip_containers.as_deref(),
+            args.policy.skip_containers.as_deref(),
             Some(&["envoy".to_string(), "vault-agent".to_string()][..])
         );
-        assert_eq!(args.rules.len(), 2);
+        assert_eq!(args.policy.rules.len(), 2);
         assert_eq!(args.shutdown_delay, Duration::from_secs(60));
         assert_eq!(args.max_body_bytes, 7_340_032);
     }

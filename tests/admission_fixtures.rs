@@ -195,7 +195,9 @@ fn audit_route_reports_would_be_mutations_without_a_patch() {
         "{warnings:?}"
     );
     assert!(
-        warnings.iter().any(|w| w.contains("(grace-period)")),
+        warnings
+            .iter()
+            .any(|w| w.starts_with("rollguard audit grace-period: would set")),
         "{warnings:?}"
     );
     assert_eq!(

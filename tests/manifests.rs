@@ -798,7 +798,7 @@ fn container_args_parse_with_the_servers_cli_and_match_the_mounts() {
         // The config file is a key of the mounted ConfigMap, and the server
         // accepts its content.
         let (config_map, config_dir) = r.mount_of("configMap", "name");
-        let config = serve.config.as_ref().expect("--config");
+        let config = serve.policy.config.as_ref().expect("--config");
         assert_eq!(config.parent(), Some(config_dir.as_path()), "{}", r.name());
         let file_name = config.file_name().unwrap().to_str().unwrap();
         let config_map = r

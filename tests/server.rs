@@ -94,6 +94,10 @@ fn quick_timeouts() -> Timeouts {
 }
 
 async fn start(max_body_bytes: usize, timeouts: Timeouts) -> TestServer {
+    start_with(PolicyConfig::default(), max_body_bytes, timeouts).await
+}
+
+async fn start_with(policy: PolicyConfig, max_body_bytes: usize, timeouts: Timeouts) -> TestServer {
     let generated = tls::self_signed().expect("self-signed certificate");
     let tls_config =
         tls::server_config(tls::CertResolver::new(generated.certified_key)).expect("TLS config");
@@ -101,7 +105,7 @@ async fn start(max_body_bytes: usize, timeouts: Timeouts) -> TestServer {
     let ops_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let https = tls_listener.local_addr().expect("address");
     let ops = ops_listener.local_addr().expect("address");
-    let state = AppState::new(PolicyConfig::default()).with_max_body_bytes(max_body_bytes);
+    let state = AppState::new(policy).with_max_body_bytes(max_body_bytes);
     let (shutdown, shutdown_requested) = oneshot::channel::<()>();
     let options = RunOptions {
         tls_config,
@@ -1109,4 +1113,141 @@ fn unusable_tls_files_exit_2_naming_the_file() {
     ]);
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("does not match"), "{log}");
+}
+
+// ---------------------------------------------------------------- the engine over HTTPS
+
+fn fixture_reviews() -> Vec<(String, serde_json::Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let review = serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+            (name, review)
+        })
+        .collect()
+}
+
+async fn review_json(
+    client: &reqwest::Client,
+    url: String,
+    review: &serde_json::Value,
+) -> serde_json::Value {
+    let response = post_review(client, url, serde_json::to_vec(review).expect("encode")).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("AdmissionReview reply")
+}
+
+fn decoded_patch(response: &serde_json::Value) -> Option<json_patch::Patch> {
+    use base64::Engine as _;
+    let text = response
+        .get("patch")?
+        .as_str()
+        .expect("patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64");
+    Some(serde_json::from_slice(&bytes).expect("JSON Patch"))
+}
+
+#[tokio::test]
+async fn real_reviews_over_https_get_patches_that_decode_and_apply_with_the_uid_echoed() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H2_AND_H1);
+        let mut patched = 0;
+        for (name, review) in fixture_reviews() {
+            let reply = review_json(&client, server.url("/mutate"), &review).await;
+            let response = &reply["response"];
+            assert_eq!(reply["apiVersion"], "admission.k8s.io/v1", "{name}");
+            assert_eq!(response["uid"], review["request"]["uid"], "{name}");
+            assert_eq!(response["allowed"], true, "{name}");
+            if let Some(patch) = decoded_patch(response) {
+                let mut object = review["request"]["object"].clone();
+                json_patch::patch(&mut object, &patch).expect("patch applies");
+                patched += 1;
+            }
+        }
+        assert!(patched >= 15, "only {patched} fixtures were patched");
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn audit_route_and_audit_server_allow_with_warnings_and_no_patch() {
+    bounded(async {
+        let (_, review) = fixture_reviews()
+            .into_iter()
+            .find(|(n, _)| n == "deployment-create")
+            .expect("fixture");
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H1);
+        let reply = review_json(&client, server.url("/audit"), &review).await;
+        let response = &reply["response"];
+        assert_eq!(response["allowed"], true);
+        assert!(response.get("patch").is_none());
+        assert!(
+            response["warnings"]
+                .as_array()
+                .is_some_and(|w| !w.is_empty()),
+            "{reply}"
+        );
+        assert_eq!(
+            response["auditAnnotations"]["would-mutate"],
+            "prestop-sleep,readiness-probe,grace-period"
+        );
+        server.stop().await.expect("clean stop");
+
+        let dry_run = PolicyConfig {
+            audit_only: true,
+            ..PolicyConfig::default()
+        };
+        let server = start_with(dry_run, server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H1);
+        for route in Route::ALL {
+            let reply = review_json(&client, server.url(route.path()), &review).await;
+            assert_eq!(reply["response"]["allowed"], true, "{route:?}");
+            assert!(
+                reply["response"].get("patch").is_none(),
+                "{route:?}: --audit never patches"
+            );
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_admission_review_gets_400_and_the_server_keeps_serving() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H1);
+        for body in [
+            &b"not json"[..],
+            br#"{"kind": "Pod", "apiVersion": "v1"}"#,
+            br#"{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1beta1", "request": {}}"#,
+            br#"{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}"#,
+        ] {
+            let response = post_review(&client, server.url("/validate"), body.to_vec()).await;
+            assert_eq!(response.status(), 400);
+            let message = response.text().await.expect("text");
+            assert!(message.contains("AdmissionReview") || message.contains("JSON"), "{message}");
+        }
+        let (_, review) = fixture_reviews().into_iter().next().expect("fixture");
+        let reply = review_json(&client, server.url("/validate"), &review).await;
+        assert_eq!(reply["response"]["uid"], review["request"]["uid"]);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
 }

@@ -17,7 +17,7 @@ use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::workload::{ReadError, Workload, WorkloadKind};
 
-pub use findings::{short as findings_short, Finding, Violation, MAX_WARNING_CHARS};
+pub use findings::{short as short_warning, Finding, Violation, MAX_WARNING_CHARS};
 
 /// Which half of the admission work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,17 +71,16 @@ pub struct Mutation {
 impl Mutation {
     /// `field: old → new (rule)`, values in compact JSON.
     pub fn describe(&self) -> String {
+        format!("{} ({})", self.change(), self.rule)
+    }
+
+    /// `field: old → new`, values in compact JSON.
+    pub fn change(&self) -> String {
         let old = self
             .old
             .as_ref()
             .map_or_else(|| "unset".to_string(), compact);
-        format!(
-            "{}: {} → {} ({})",
-            self.field,
-            old,
-            compact(&self.new),
-            self.rule
-        )
+        format!("{}: {} → {}", self.field, old, compact(&self.new))
     }
 }
 
