@@ -14,7 +14,6 @@ use crate::admission::PolicyConfig;
 use crate::config::{self, Overrides};
 use crate::policy::Mode;
 use crate::server::{self, AppState, RunOptions, Timeouts};
-use crate::settings::Settings;
 use crate::telemetry::LogFormat;
 use crate::{catalog, check};
 use crate::{duration, tls};
@@ -104,8 +103,9 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub skip_containers: Option<Vec<String>>,
 
-    /// How injected preStop hooks sleep.
-    #[arg(long, value_name = "HANDLER", value_parser = ["sleep", "exec"])]
+    /// How injected preStop hooks sleep: auto (ask the API server its version
+    /// at start-up: native sleep from 1.30, exec before), sleep, or exec.
+    #[arg(long, value_name = "HANDLER", value_parser = ["auto", "sleep", "exec"])]
     pub prestop_handler: Option<String>,
 
     /// Set a rule's action, e.g. --rule readiness-missing=deny (repeatable).
@@ -125,7 +125,7 @@ impl PolicyArgs {
     }
 
     /// The settings, or the configuration error that names the key.
-    pub fn settings(&self) -> Result<Settings, config::ConfigError> {
+    pub fn load(&self) -> Result<config::Loaded, config::ConfigError> {
         config::load(self.config.as_deref(), &self.overrides())
     }
 }
@@ -206,8 +206,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn check(args: CheckArgs) -> ExitCode {
     use std::io::IsTerminal;
-    let settings = match args.policy.settings() {
-        Ok(settings) => settings,
+    // Offline there is no cluster to ask: `auto` means the native sleep of
+    // current Kubernetes; pass --prestop-handler exec for older clusters.
+    let settings = match args.policy.load() {
+        Ok(loaded) => loaded.settings,
         Err(err) => {
             eprintln!("rollguard: {err}");
             return ExitCode::from(EXIT_USAGE);
@@ -258,8 +260,13 @@ fn certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = match args.policy.settings() {
-        Ok(settings) => settings,
+    let settings = match args.policy.load() {
+        Ok(loaded) if loaded.auto_handler => {
+            let mut settings = loaded.settings;
+            settings.prestop_handler = crate::cluster_version::detect().await;
+            settings
+        }
+        Ok(loaded) => loaded.settings,
         Err(err) => {
             error!("{err}");
             return Ok(ExitCode::from(EXIT_USAGE));

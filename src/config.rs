@@ -61,8 +61,16 @@ pub struct Overrides {
     pub rule_actions: Vec<String>,
 }
 
+/// Settings as loaded, and whether the preStop handler is still to be chosen
+/// from the cluster's version.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub auto_handler: bool,
+}
+
 /// Reads the file (if any) and applies the overrides on top of the defaults.
-pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let file = match path {
         None => ConfigFile::default(),
         Some(path) => {
@@ -77,7 +85,10 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, Conf
             })?
         }
     };
-    resolve(&file, overrides)
+    Ok(Loaded {
+        settings: resolve(&file, overrides)?,
+        auto_handler: handler_is_auto(&file, overrides),
+    })
 }
 
 /// Parses the YAML text of a configuration file.
@@ -86,6 +97,22 @@ pub fn parse_file(text: &str) -> Result<ConfigFile, String> {
         return Ok(ConfigFile::default());
     }
     serde_saphyr::from_str::<ConfigFile>(text).map_err(|err| err.to_string())
+}
+
+/// `prestopHandler: auto`: choose from the API server's version at start-up.
+pub const AUTO: &str = "auto";
+
+fn effective_handler<'a>(file: &'a ConfigFile, overrides: &'a Overrides) -> Option<&'a str> {
+    overrides
+        .prestop_handler
+        .as_deref()
+        .or(file.prestop_handler.as_deref())
+}
+
+/// True when the preStop handler is `auto` or not configured at all: the
+/// server then asks the API server (`rollguard check` assumes `sleep`).
+pub fn handler_is_auto(file: &ConfigFile, overrides: &Overrides) -> bool {
+    effective_handler(file, overrides).is_none_or(|text| text == AUTO)
 }
 
 /// Merges file values and overrides into settings, validating each key.
@@ -119,14 +146,10 @@ pub fn resolve(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, Con
         }
         settings.skip_containers = list.clone();
     }
-    if let Some(text) = overrides
-        .prestop_handler
-        .as_ref()
-        .or(file.prestop_handler.as_ref())
-    {
+    if let Some(text) = effective_handler(file, overrides).filter(|t| *t != AUTO) {
         settings.prestop_handler = text
             .parse::<PrestopHandler>()
-            .map_err(|reason| invalid("prestopHandler", text, &reason))?;
+            .map_err(|reason| invalid("prestopHandler", text, &format!("{reason}, auto")))?;
     }
     for (rule, action) in &file.rules {
         set_rule_action(&mut settings, &format!("rules.{rule}"), rule, action)?;
@@ -213,6 +236,29 @@ mod tests {
         assert_eq!(settings.action(Rule::ReadinessMissing), Action::Deny);
         assert_eq!(settings.action(Rule::RolloutFencepost), Action::Warn);
         assert_eq!(settings.action(Rule::StatefulParallel), Action::Deny);
+    }
+
+    #[test]
+    fn the_handler_is_auto_unless_set_to_sleep_or_exec() {
+        let unset = ConfigFile::default();
+        assert!(handler_is_auto(&unset, &Overrides::default()));
+        let auto = parse_file("prestopHandler: auto\n").unwrap();
+        assert!(handler_is_auto(&auto, &Overrides::default()));
+        assert_eq!(
+            resolve(&auto, &Overrides::default())
+                .unwrap()
+                .prestop_handler,
+            PrestopHandler::Sleep
+        );
+        let flag = Overrides {
+            prestop_handler: Some("exec".into()),
+            ..Overrides::default()
+        };
+        assert!(!handler_is_auto(&auto, &flag));
+        assert_eq!(
+            resolve(&auto, &flag).unwrap().prestop_handler,
+            PrestopHandler::Exec
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod cluster_version;
 pub mod config;
 pub mod duration;
 pub mod k8s_semantics;

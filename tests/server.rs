@@ -810,6 +810,11 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
             .args(args)
             .env("RUST_LOG", "info")
+            // `--prestop-handler auto` (the default) must find no cluster to
+            // ask: tests never send traffic beyond 127.0.0.1.
+            .env("KUBECONFIG", "/nonexistent/rollguard-test-kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -933,6 +938,33 @@ async fn the_binary_serves_and_exits_zero_on_sigterm() {
         let log = binary.rest_of_log();
         assert!(
             log.contains("SIGTERM") && log.contains("shutdown complete"),
+            "{log}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn auto_prestop_handler_without_a_cluster_falls_back_to_exec_with_one_warning() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let ops = binary.address_after("ops on http://");
+        wait_ready(&plain_client(), ops).await;
+        binary.terminate();
+        binary.wait_exit(WAIT_BOUND);
+        let log = binary.rest_of_log();
+        assert_eq!(
+            log.matches("injecting exec sleep preStop hooks").count(),
+            1,
             "{log}"
         );
     })
