@@ -2,6 +2,7 @@
 //! `*.yaml`, `*.yml`, `*.json`) or stdin; multi-document YAML split with the
 //! line each document starts on, so every report can point at its source.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -67,56 +68,109 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// One YAML document of a stream, with the 1-based line it starts on.
+/// One YAML document of a stream, with the 1-based line its content starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document<'a> {
+pub struct Document {
     pub line: usize,
-    pub text: &'a str,
+    pub text: String,
 }
 
-/// Splits a YAML stream on `---` document markers (and `...` ends).
-pub fn documents(text: &str) -> Vec<Document<'_>> {
-    let mut docs = Vec::new();
-    let mut start = 0usize;
-    let mut start_line = 1usize;
-    let mut offset = 0usize;
-    for (index, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_end();
-        let is_marker = trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
-        if is_marker {
-            docs.push(Document {
-                line: start_line,
-                text: &text[start..offset],
-            });
-            start = offset + line.len();
-            start_line = index + 2;
-            // `--- {...}` carries content on the marker line itself.
-            if let Some(rest) = trimmed.strip_prefix("--- ") {
-                if !rest.trim().is_empty() && !rest.trim_start().starts_with('#') {
-                    start = offset + 4;
-                    start_line = index + 1;
+/// Reads a YAML stream one document at a time, split on `---` markers (and
+/// `...` ends), so memory stays flat however long the stream is.
+pub struct Documents<R> {
+    reader: R,
+    line_number: usize,
+    pending: Option<Document>,
+    done: bool,
+}
+
+impl<R: BufRead> Documents<R> {
+    pub fn new(reader: R) -> Self {
+        Documents {
+            reader,
+            line_number: 0,
+            pending: Some(Document {
+                line: 1,
+                text: String::new(),
+            }),
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Documents<R> {
+    /// A document, or a read error with the line it happened on.
+    type Item = Result<Document, ParseFailure>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                let doc = self.pending.take()?;
+                return (!is_blank(&doc.text)).then(|| Ok(finish(doc)));
+            }
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line_number += 1;
+                    let trimmed = line.trim_end();
+                    let is_marker =
+                        trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
+                    if !is_marker {
+                        if let Some(doc) = self.pending.as_mut() {
+                            doc.text.push_str(&line);
+                        }
+                        continue;
+                    }
+                    // `--- {...}` carries content on the marker line itself.
+                    let inline = trimmed.strip_prefix("--- ").filter(|rest| {
+                        !rest.trim().is_empty() && !rest.trim_start().starts_with('#')
+                    });
+                    let next = Document {
+                        line: if inline.is_some() {
+                            self.line_number
+                        } else {
+                            self.line_number + 1
+                        },
+                        text: inline.map(|rest| format!("{rest}\n")).unwrap_or_default(),
+                    };
+                    if let Some(doc) = self.pending.replace(next) {
+                        if !is_blank(&doc.text) {
+                            return Some(Ok(finish(doc)));
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.done = true;
+                    self.pending = None;
+                    return Some(Err(ParseFailure {
+                        line: self.line_number + 1,
+                        message: format!("cannot read: {err}"),
+                    }));
                 }
             }
         }
-        offset += line.len();
     }
-    docs.push(Document {
-        line: start_line,
-        text: &text[start..],
-    });
-    docs.retain(|d| !is_blank(d.text));
-    for doc in &mut docs {
-        // Point at the first line of content, past leading comments.
-        doc.line += doc
-            .text
-            .lines()
-            .take_while(|l| {
-                let l = l.trim();
-                l.is_empty() || l.starts_with('#')
-            })
-            .count();
-    }
-    docs
+}
+
+/// Points the document at its first line of content, past leading comments.
+fn finish(mut doc: Document) -> Document {
+    doc.line += doc
+        .text
+        .lines()
+        .take_while(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        })
+        .count();
+    doc
+}
+
+/// Splits a whole YAML text into documents.
+pub fn documents(text: &str) -> Vec<Document> {
+    Documents::new(text.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// Only whitespace and comments.
@@ -135,8 +189,8 @@ pub struct ParseFailure {
 }
 
 /// Parses one document as YAML (JSON is YAML too).
-pub fn parse(doc: &Document<'_>) -> Result<Value, ParseFailure> {
-    serde_saphyr::from_str::<Value>(doc.text).map_err(|err| {
+pub fn parse(doc: &Document) -> Result<Value, ParseFailure> {
+    serde_saphyr::from_str::<Value>(&doc.text).map_err(|err| {
         let line = err
             .location()
             .map(|l| doc.line + l.line().saturating_sub(1) as usize)
@@ -180,9 +234,20 @@ mod tests {
         let text = "# header\na: 1\n---\nb: 2\n\n--- # comment\nc: 3\n---\n";
         let docs = documents(text);
         assert_eq!(docs.len(), 3);
-        assert_eq!((docs[0].line, docs[0].text), (2, "# header\na: 1\n"));
-        assert_eq!((docs[1].line, docs[1].text), (4, "b: 2\n\n"));
-        assert_eq!((docs[2].line, docs[2].text), (7, "c: 3\n"));
+        assert_eq!(
+            (docs[0].line, docs[0].text.as_str()),
+            (2, "# header\na: 1\n")
+        );
+        assert_eq!((docs[1].line, docs[1].text.as_str()), (4, "b: 2\n\n"));
+        assert_eq!((docs[2].line, docs[2].text.as_str()), (7, "c: 3\n"));
+    }
+
+    #[test]
+    fn non_utf8_input_is_an_error_with_its_line() {
+        let bytes: &[u8] = b"a: 1\n---\nb: \xff\n";
+        let results: Vec<_> = Documents::new(bytes).collect();
+        assert_eq!(results[0].as_ref().unwrap().text, "a: 1\n");
+        assert_eq!(results[1].as_ref().unwrap_err().line, 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
-pub use input::{documents, expand, Input};
+pub use input::{documents, expand, Document, Documents, Input};
 pub use report::Format;
 
 #[derive(Debug, Error)]
@@ -111,46 +111,50 @@ pub fn run(
     reporter.begin(out)?;
     for input in inputs {
         let name = input.name();
-        let text = match read(input, stdin) {
-            Ok(text) => text,
-            Err(message) => {
-                summary.errors += 1;
-                reporter.error(out, &name, 0, &message)?;
-                continue;
+        match input {
+            Input::Stdin => {
+                let reader = std::io::BufReader::new(&mut *stdin);
+                check_stream(&name, reader, options, &mut reporter, &mut summary, out)?;
             }
-        };
-        check_text(&name, &text, options, &mut reporter, &mut summary, out)?;
+            Input::File(path) => match std::fs::File::open(path) {
+                Ok(file) => {
+                    let reader = std::io::BufReader::new(file);
+                    check_stream(&name, reader, options, &mut reporter, &mut summary, out)?;
+                }
+                Err(err) => {
+                    summary.errors += 1;
+                    reporter.error(out, &name, 0, &format!("cannot read: {err}"))?;
+                }
+            },
+        }
     }
     reporter.finish(out, &summary)?;
     Ok(summary)
 }
 
-fn read(input: &Input, stdin: &mut dyn Read) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    match input {
-        Input::Stdin => stdin.read_to_end(&mut bytes).map(|_| ()),
-        Input::File(path) => std::fs::read(path).map(|b| bytes = b),
-    }
-    .map_err(|err| format!("cannot read: {err}"))?;
-    String::from_utf8(bytes)
-        .map_err(|err| format!("not UTF-8 text (byte {})", err.utf8_error().valid_up_to()))
-}
-
-fn check_text(
+fn check_stream(
     source: &str,
-    text: &str,
+    reader: impl std::io::BufRead,
     options: &CheckOptions,
     reporter: &mut report::Reporter,
     summary: &mut Summary,
     out: &mut dyn Write,
 ) -> Result<(), CheckError> {
-    for doc in input::documents(text) {
+    for doc in input::Documents::new(reader) {
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(failure) => {
+                summary.errors += 1;
+                reporter.error(out, source, failure.line, &failure.message)?;
+                continue;
+            }
+        };
         let parsed = match input::parse(&doc) {
             Ok(value) => value,
             Err(failure) => {
                 summary.errors += 1;
                 reporter.error(out, source, failure.line, &failure.message)?;
-                reporter.passthrough(out, doc.text)?;
+                reporter.passthrough(out, &doc.text)?;
                 continue;
             }
         };
@@ -192,7 +196,7 @@ fn check_text(
         }
         if reporter.wants_admitted() {
             if !any_changed {
-                reporter.passthrough(out, doc.text)?;
+                reporter.passthrough(out, &doc.text)?;
             } else if let Some(mut shell) = list_shell {
                 shell["items"] = Value::Array(admitted_items);
                 reporter.admitted(out, &shell)?;
