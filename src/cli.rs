@@ -136,7 +136,7 @@ pub struct CheckArgs {
     #[arg(value_name = "PATH", default_value = "-")]
     pub paths: Vec<String>,
 
-    /// text, yaml (the manifests as admitted), diff or json.
+    /// text, yaml (the manifests as admitted), diff, json or sarif.
     #[arg(long, short, value_name = "FORMAT", default_value = "text")]
     pub output: check::Format,
 

@@ -69,6 +69,41 @@ fn examples_golden_text_yaml_diff_json_and_audit() {
 }
 
 #[test]
+fn sarif_output_is_valid_json_with_errors_for_denials_and_notes_for_mutations() {
+    let (_, out) = check(&examples(), Format::Sarif, Mode::Enforce, "");
+    golden("examples.sarif", &out);
+    let sarif: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(
+        run["tool"]["driver"]["rules"].as_array().unwrap().len(),
+        rollguard::rules::Rule::ALL.len()
+    );
+    let results = run["results"].as_array().unwrap();
+    let errors: Vec<&str> = results
+        .iter()
+        .filter(|r| r["level"] == "error")
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "stateful-recreate",
+            "prestop-exceeds-grace",
+            "invalid-annotation",
+            "rollout-all-unavailable"
+        ]
+    );
+    assert!(results
+        .iter()
+        .any(|r| r["level"] == "note" && r["ruleId"] == "prestop-sleep"));
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        4
+    );
+}
+
+#[test]
 fn json_output_is_one_entry_per_object_with_position() {
     let (_, out) = check(&examples(), Format::Json, Mode::Enforce, "");
     let entries: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();

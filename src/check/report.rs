@@ -16,6 +16,8 @@ pub enum Format {
     Yaml,
     Diff,
     Json,
+    /// SARIF 2.1.0, for code-scanning UIs.
+    Sarif,
 }
 
 impl std::str::FromStr for Format {
@@ -26,8 +28,9 @@ impl std::str::FromStr for Format {
             "yaml" => Ok(Format::Yaml),
             "diff" => Ok(Format::Diff),
             "json" => Ok(Format::Json),
+            "sarif" => Ok(Format::Sarif),
             other => Err(format!(
-                "unknown output format {other:?}: accepted values are text, yaml, diff, json"
+                "unknown output format {other:?}: accepted values are text, yaml, diff, json, sarif"
             )),
         }
     }
@@ -70,8 +73,24 @@ impl Reporter {
     }
 
     pub fn begin(&mut self, out: &mut dyn Write) -> Result<(), CheckError> {
-        if self.format == Format::Json {
-            out.write_all(b"[")?;
+        match self.format {
+            Format::Json => out.write_all(b"[")?,
+            Format::Sarif => {
+                let rules: Vec<Value> = crate::rules::Rule::ALL
+                    .iter()
+                    .map(|r| {
+                        json!({"id": r.name(), "shortDescription": {"text": r.why()},
+                               "help": {"text": format!("{} Example: {}", r.fix(), r.example())},
+                               "helpUri": format!("docs/rules.md#{}", r.name())})
+                    })
+                    .collect();
+                let head = json!({"name": "rollguard", "version": env!("CARGO_PKG_VERSION"), "rules": rules});
+                write!(
+                    out,
+                    "{{\"version\":\"2.1.0\",\"$schema\":\"https://json.schemastore.org/sarif-2.1.0.json\",\"runs\":[{{\"tool\":{{\"driver\":{head}}},\"results\":["
+                )?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -90,6 +109,10 @@ impl Reporter {
         };
         match self.format {
             Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(RED, "error"))?,
+            Format::Sarif => self.json_entry(
+                out,
+                &sarif_result("invalid-input", "error", message, source, line),
+            )?,
             Format::Json => self.json_entry(
                 out,
                 &json!({"file": source, "line": line, "error": message}),
@@ -116,6 +139,12 @@ impl Reporter {
         match self.format {
             Format::Text => self.text(out, report),
             Format::Json => self.json_entry(out, &json_report(report)),
+            Format::Sarif => {
+                for result in sarif_results(report) {
+                    self.json_entry(out, &result)?;
+                }
+                Ok(())
+            }
             Format::Diff => diff(out, report),
             Format::Yaml => Ok(()),
         }
@@ -219,6 +248,10 @@ impl Reporter {
                 })?;
                 eprintln!("{line}");
             }
+            Format::Sarif => {
+                out.write_all(b"]}]}\n")?;
+                eprintln!("{line}");
+            }
             Format::Yaml | Format::Diff => eprintln!("{line}"),
         }
         out.flush()?;
@@ -263,6 +296,49 @@ fn json_report(report: &ObjectReport<'_>) -> Value {
         entry["patch"] = serde_json::to_value(&verdict.patch).unwrap_or(Value::Null);
     }
     entry
+}
+
+fn sarif_result(rule: &str, level: &str, message: &str, file: &str, line: usize) -> Value {
+    json!({
+        "ruleId": rule,
+        "level": level,
+        "message": {"text": message},
+        "locations": [{"physicalLocation": {
+            "artifactLocation": {"uri": file},
+            "region": {"startLine": line.max(1)}
+        }}]
+    })
+}
+
+/// Violations as errors (deny) or warnings, mutations as notes.
+fn sarif_results(report: &ObjectReport<'_>) -> Vec<Value> {
+    let Some(verdict) = &report.verdict else {
+        return Vec::new();
+    };
+    let who = report.identity();
+    let mut results: Vec<Value> = verdict
+        .violations
+        .iter()
+        .map(|v| {
+            let level = if v.action == Action::Deny && verdict.mode == EffectiveMode::Enforce {
+                "error"
+            } else {
+                "warning"
+            };
+            sarif_result(
+                v.rule.name(),
+                level,
+                &format!("{who}: {}", v.message()),
+                report.source,
+                report.line,
+            )
+        })
+        .collect();
+    results.extend(verdict.mutations.iter().map(|m| {
+        let text = format!("{who}: rollguard sets {}", m.change());
+        sarif_result(m.rule.name(), "note", &text, report.source, report.line)
+    }));
+    results
 }
 
 fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError> {
