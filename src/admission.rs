@@ -9,7 +9,7 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use crate::policy::{self, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
-use crate::rules::Action;
+use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
@@ -84,6 +84,15 @@ pub struct ReviewLog {
     pub outcome: &'static str,
     pub rules: Vec<String>,
     pub warnings: usize,
+    /// Mutation rules that changed the object (enforce mode), each once.
+    pub mutated: Vec<Rule>,
+    /// Violations in enforce mode, each rule once per action: `Deny`, or
+    /// `Warn` (configured to warn, or a waived denial).
+    pub violations: Vec<(Rule, Action)>,
+    /// Audit mode: rules that would have mutated or judged the object, each once.
+    pub audit_findings: Vec<Rule>,
+    /// The object lowered its mode to `off` and was left alone.
+    pub skipped: bool,
 }
 
 /// Answers one admission review body for a route.
@@ -249,6 +258,7 @@ fn respond(
     match verdict.mode {
         EffectiveMode::Off => {
             log.outcome = "skipped";
+            log.skipped = true;
             return Ok(response);
         }
         EffectiveMode::Audit => {
@@ -274,6 +284,7 @@ fn respond(
                 };
                 audit.entry(key).or_default().push(v.rule.name());
             }
+            log.audit_findings = verdict.rules_fired();
             log.outcome = "audited";
         }
         EffectiveMode::Enforce => {
@@ -305,6 +316,11 @@ fn respond(
                 let key = if v.waived { "waived" } else { "warned" };
                 audit.entry(key).or_default().push(v.rule.name());
             }
+            for v in &verdict.violations {
+                if !log.violations.contains(&(v.rule, v.action)) {
+                    log.violations.push((v.rule, v.action));
+                }
+            }
             let denials: Vec<String> = verdict.denials().map(|v| v.message()).collect();
             if !denials.is_empty() {
                 for v in verdict.denials() {
@@ -316,6 +332,15 @@ fn respond(
                 response = response
                     .with_patch(verdict.patch.clone())
                     .map_err(|err| format!("cannot encode the patch: {err}"))?;
+                for m in verdict
+                    .mutations
+                    .iter()
+                    .filter(|m| m.action == Action::Apply)
+                {
+                    if !log.mutated.contains(&m.rule) {
+                        log.mutated.push(m.rule);
+                    }
+                }
                 log.outcome = "patched";
             } else {
                 log.outcome = "allowed";

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::admission::PolicyConfig;
 use crate::config::{self, Overrides};
 use crate::policy::Mode;
+use crate::reload::{CertFiles, Reloader};
 use crate::server::{self, AppState, RunOptions, Timeouts};
 use crate::telemetry::LogFormat;
 use crate::{catalog, check};
@@ -82,6 +83,36 @@ pub struct ServeArgs {
     /// pod leaves the endpoints before the listener closes (e.g. 5, 5s).
     #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+
+    /// After the shutdown delay, wait at most this long for in-flight
+    /// requests before exiting.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// How often --tls-cert and --tls-key are re-read; a renewed pair is
+    /// served without a restart. 0 turns reloading off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+
+    /// Require admission clients (the kube-apiserver) to present a
+    /// certificate issued by a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Connections served at once on --listen; more wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// HTTP/1 request headers must arrive within this; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Upper bound on one admission request, body included; the API
+    /// server's ?timeout= lowers it per request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_nonzero_duration)]
+    pub request_timeout: Duration,
 }
 
 /// The policy settings shared by `serve` and `check`.
@@ -178,12 +209,28 @@ pub struct CertsArgs {
     pub days: i64,
 }
 
+/// A duration as in annotations, or milliseconds (`250ms`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Some(millis) = text.trim().strip_suffix("ms") {
+        if !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
+            return millis
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| "number too large".to_string());
+        }
+    }
     let seconds = duration::parse_seconds(text)
         .map_err(|err| format!("{err}; accepted forms: {}", duration::ACCEPTED_FORMS))?;
     u64::try_from(seconds)
         .map(Duration::from_secs)
         .map_err(|_| "duration cannot be negative".to_string())
+}
+
+fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        zero if zero.is_zero() => Err("must be longer than 0".to_string()),
+        duration => Ok(duration),
+    }
 }
 
 /// Runs the chosen command and returns the process exit code.
@@ -273,19 +320,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let certified_key = match (&args.tls_cert, &args.tls_key, args.self_signed) {
-        (Some(cert), Some(key), false) => match tls::load_pem_files(cert, key) {
-            Ok(key) => key,
-            Err(err) => {
-                error!("{err}");
-                return Ok(ExitCode::from(EXIT_USAGE));
+    let (certified_key, watched) = match (&args.tls_cert, &args.tls_key, args.self_signed) {
+        (Some(cert), Some(key), false) => {
+            let files = CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            match files.load() {
+                Ok((key, baseline)) => (key, Some((files, baseline))),
+                Err(err) => {
+                    error!("{err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
             }
-        },
+        }
         (None, None, true) => {
             warn!("serving a self-signed certificate: only clients told to trust it can connect");
-            tls::self_signed()
+            let key = tls::self_signed()
                 .context("cannot create the self-signed certificate")?
-                .certified_key
+                .certified_key;
+            (key, None)
         }
         _ => {
             error!(
@@ -295,23 +349,76 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let tls_config = tls::server_config(tls::CertResolver::new(certified_key))
+    let clients = match args
+        .client_ca
+        .as_deref()
+        .map(tls::client_verifier)
+        .transpose()
+    {
+        Ok(clients) => clients,
+        Err(err) => {
+            error!("{err}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    if let Some(ca) = &args.client_ca {
+        info!(client_ca = %ca.display(), "admission clients must present a certificate from this CA");
+    }
+    let not_after = tls::expiry(&certified_key);
+    let resolver = tls::CertResolver::new(certified_key);
+    let tls_config = tls::server_config_with_client_auth(resolver.clone(), clients)
         .context("cannot build the TLS configuration")?;
 
     let state = AppState::new(PolicyConfig {
         settings,
         audit_only: args.audit,
     })
-    .with_max_body_bytes(args.max_body_bytes);
+    .with_max_body_bytes(args.max_body_bytes)
+    .with_request_timeout(args.request_timeout);
+    if let Some(not_after) = not_after {
+        state
+            .metrics
+            .set_certificate_expiry(not_after.unix_timestamp());
+        info!(not_after = %not_after, "serving certificate loaded");
+    }
+
+    let (stop_reloading, reloading_stopped) = tokio::sync::oneshot::channel::<()>();
+    let reloading = match watched {
+        Some((files, baseline)) if !args.cert_reload_interval.is_zero() => {
+            info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                interval_ms = u64::try_from(args.cert_reload_interval.as_millis()).unwrap_or(u64::MAX),
+                "reloading the serving certificate when its files change"
+            );
+            let reloader = Reloader::new(files, baseline, resolver, state.metrics.clone());
+            Some(tokio::spawn(reloader.run(
+                args.cert_reload_interval,
+                async move {
+                    let _ = reloading_stopped.await;
+                },
+            )))
+        }
+        _ => None,
+    };
+
     let options = RunOptions {
         tls_config,
         state,
         timeouts: Timeouts {
+            header_read: args.header_read_timeout,
             shutdown_delay: args.shutdown_delay,
+            drain: args.drain_timeout,
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             ..Timeouts::default()
         },
     };
-    server::serve(args.listen, args.ops_listen, options).await?;
+    let served = server::serve(args.listen, args.ops_listen, options).await;
+    let _ = stop_reloading.send(());
+    if let Some(reloading) = reloading {
+        let _ = reloading.await;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -319,6 +426,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn command_line_definition_is_consistent() {
@@ -359,6 +467,49 @@ mod tests {
         assert_eq!(args.policy.rules.len(), 2);
         assert_eq!(args.shutdown_delay, Duration::from_secs(60));
         assert_eq!(args.max_body_bytes, 7_340_032);
+        assert_eq!(args.cert_reload_interval, Duration::from_secs(10));
+        assert_eq!(args.max_connections, 1024);
+        assert_eq!(args.request_timeout, Duration::from_secs(30));
+        assert_eq!(args.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.drain_timeout, Duration::from_secs(10));
+        assert!(args.client_ca.is_none());
+    }
+
+    #[test]
+    fn operational_flags_accept_milliseconds_and_reject_a_zero_cap() {
+        let cli = Cli::try_parse_from([
+            "rollguard",
+            "serve",
+            "--self-signed",
+            "--cert-reload-interval",
+            "100ms",
+            "--header-read-timeout",
+            "1s",
+            "--request-timeout",
+            "250ms",
+            "--drain-timeout",
+            "3",
+            "--max-connections",
+            "8",
+            "--client-ca",
+            "ca.crt",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(args.cert_reload_interval, Duration::from_millis(100));
+        assert_eq!(args.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(args.request_timeout, Duration::from_millis(250));
+        assert_eq!(args.drain_timeout, Duration::from_secs(3));
+        assert_eq!(args.max_connections, 8);
+        assert_eq!(args.client_ca.as_deref(), Some(Path::new("ca.crt")));
+        let zero = Cli::try_parse_from(["rollguard", "serve", "--max-connections", "0"]);
+        assert!(zero.is_err());
+        let bad = Cli::try_parse_from(["rollguard", "serve", "--request-timeout", "ms"]);
+        assert!(bad.is_err());
+        let instant = Cli::try_parse_from(["rollguard", "serve", "--header-read-timeout", "0"]);
+        assert!(instant.is_err());
     }
 
     #[test]

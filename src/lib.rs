@@ -14,6 +14,7 @@ pub mod k8s_semantics;
 pub mod metrics;
 pub mod patch;
 pub mod policy;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod settings;

@@ -2,8 +2,15 @@
 //!
 //! Shutdown follows what a Deployment rollout needs: on SIGTERM readiness
 //! fails at once, the server keeps answering for `shutdown_delay` while the
-//! endpoints controller and the kube-apiserver stop sending here, then it
-//! stops accepting and drains open connections within `drain`.
+//! endpoints controller and the kube-apiserver stop sending here (HTTP/1
+//! answers now carry `Connection: close`, so busy keep-alive connections move
+//! away cleanly), then it stops accepting and drains open connections within
+//! `drain`.
+//!
+//! Limits keep slow or greedy clients from pinning the server: request
+//! headers within `header_read`, the whole request within the API server's
+//! `?timeout=` capped by [`AppState::request_timeout`], bodies up to
+//! `max_body_bytes`, at most `max_connections` connections at once.
 
 use std::future::Future;
 use std::io;
@@ -15,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Version};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,7 +36,7 @@ use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Level};
@@ -42,6 +50,19 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 
 /// How long the ops server may take to finish its last probe or scrape.
 const OPS_DRAIN: Duration = Duration::from_secs(1);
+
+/// Default upper bound on one admission request, body upload included. The
+/// API server's own `timeoutSeconds` is at most 30.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default cap on concurrent connections to the admission listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Cap on concurrent connections to the ops listener: probes and scrapes.
+const OPS_MAX_CONNECTIONS: usize = 64;
+
+/// At most one "connection cap reached" warning per interval.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Pause after a failed `accept` (for example out of file descriptors), so
 /// the loop does not spin while the condition lasts.
@@ -69,7 +90,7 @@ pub enum ServerError {
     Task { what: &'static str, reason: String },
 }
 
-/// Time limits of the servers.
+/// Time limits of the servers, and their connection cap.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     /// A TLS handshake longer than this drops the connection.
@@ -81,6 +102,9 @@ pub struct Timeouts {
     pub shutdown_delay: Duration,
     /// Bound on waiting for open connections once the listener is closed.
     pub drain: Duration,
+    /// Connections served at once on the admission listener; further ones
+    /// wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Timeouts {
@@ -90,6 +114,7 @@ impl Default for Timeouts {
             header_read: Duration::from_secs(10),
             shutdown_delay: Duration::from_secs(5),
             drain: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -137,6 +162,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     pub max_body_bytes: usize,
+    /// Upper bound on one admission request from its headers to its answer;
+    /// the API server's `?timeout=` lowers it per request.
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -146,6 +174,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             readiness: Readiness::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -153,9 +182,15 @@ impl AppState {
         self.max_body_bytes = max_body_bytes;
         self
     }
+
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
 }
 
-/// The admission routes: `POST` on every [`Route::path`].
+/// The admission routes: `POST` on every [`Route::path`], each bounded in
+/// time, with `Connection: close` on HTTP/1 answers once shutting down.
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let mut router = Router::new();
@@ -172,7 +207,90 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), request_edges))
         .with_state(state)
+}
+
+/// Bounds the request in time, body upload included (a client trickling its
+/// body cannot hold a connection for long), and closes HTTP/1 connections
+/// after their answer once shutdown has begun, so clients reconnect to
+/// another replica instead of racing the listener's close.
+async fn request_edges(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let budget = request_budget(request.uri().query(), state.request_timeout);
+    let route = Route::ALL
+        .into_iter()
+        .find(|route| route.path() == request.uri().path());
+    let http1 = request.version() <= Version::HTTP_11;
+    let (mut response, timed_out) = match tokio::time::timeout(budget, next.run(request)).await {
+        Ok(response) => (response, false),
+        Err(_) => {
+            let elapsed = started.elapsed();
+            let log = ReviewLog {
+                outcome: "timeout",
+                ..ReviewLog::default()
+            };
+            if let Some(route) = route {
+                state.metrics.record(route, &log, elapsed);
+                log_review(route, StatusCode::REQUEST_TIMEOUT.as_u16(), &log, elapsed);
+            }
+            let response = text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request not completed in time: the body must arrive within the request timeout\n",
+            );
+            (response, true)
+        }
+    };
+    if http1 && (timed_out || state.readiness.state() == ReadyState::ShuttingDown) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The time one request may take: the API server's `?timeout=` (Go duration
+/// syntax, e.g. `10s`) when it is shorter than the server's bound.
+fn request_budget(query: Option<&str>, max: Duration) -> Duration {
+    query
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(go_duration)
+        .filter(|asked| !asked.is_zero())
+        .map_or(max, |asked| asked.min(max))
+}
+
+/// Parses Go's `time.Duration` text (`10s`, `1m30s`, `1.5s`, `500ms`), the
+/// form the API server writes; None for anything else.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut seconds = 0.0_f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" | "%C2%B5s" | "%c2%b5s" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        seconds += number * factor;
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// The ops routes: `/healthz`, `/readyz`, `/metrics`.
@@ -359,8 +477,11 @@ pub async fn serve_tls(
         listener,
         transport,
         app,
-        timeouts.header_read,
-        timeouts.drain,
+        Limits {
+            header_read: timeouts.header_read,
+            drain: timeouts.drain,
+            max_connections: timeouts.max_connections,
+        },
         stop,
     )
     .await;
@@ -380,11 +501,21 @@ pub async fn serve_plain(
         listener,
         Transport::Plain,
         app,
-        header_read,
-        drain,
+        Limits {
+            header_read,
+            drain,
+            max_connections: OPS_MAX_CONNECTIONS,
+        },
         stop,
     )
     .await;
+}
+
+/// What one accept loop enforces.
+struct Limits {
+    header_read: Duration,
+    drain: Duration,
+    max_connections: usize,
 }
 
 async fn accept_loop(
@@ -392,15 +523,46 @@ async fn accept_loop(
     listener: TcpListener,
     transport: Transport,
     app: Router,
-    header_read: Duration,
-    drain: Duration,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
+    let Limits {
+        header_read,
+        drain,
+        max_connections,
+    } = limits;
     let builders = Builders::new(header_read);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    // A permit per connection, taken before `accept`: past the cap new
+    // connections wait in the kernel's listen backlog instead of each
+    // costing a task, a TLS state and buffers.
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut cap_warned: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                    warn!(
+                        listener = label,
+                        max_connections,
+                        "connection cap reached; new connections wait in the listen backlog"
+                    );
+                    cap_warned = Some(Instant::now());
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // The semaphore is never closed.
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut stop => break,
@@ -429,7 +591,10 @@ async fn accept_loop(
             app.clone(),
             watcher,
         );
-        connections.spawn(task);
+        connections.spawn(async move {
+            task.await;
+            drop(slot);
+        });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
@@ -471,6 +636,7 @@ async fn connection(
             handshake_timeout,
             metrics,
         } => {
+            let _open = metrics.connection_opened();
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
@@ -699,5 +865,39 @@ impl Signals {
             Ok(()) => "ctrl-c",
             Err(_) => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_as_the_api_server_writes_them() {
+        assert_eq!(go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(go_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "10", "s", "10x", "-1s", "1..5s", "10s;", "NaNs"] {
+            assert_eq!(go_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_api_server_timeout_lowers_the_request_budget_but_never_raises_it() {
+        let max = Duration::from_secs(30);
+        assert_eq!(request_budget(None, max), max);
+        assert_eq!(
+            request_budget(Some("timeout=10s"), max),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            request_budget(Some("dryRun=true&timeout=2s"), max),
+            Duration::from_secs(2)
+        );
+        assert_eq!(request_budget(Some("timeout=5m"), max), max);
+        assert_eq!(request_budget(Some("timeout=0s"), max), max);
+        assert_eq!(request_budget(Some("timeout=soon"), max), max);
     }
 }

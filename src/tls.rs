@@ -2,9 +2,13 @@
 //! self-signed certificate, and the rustls server configuration.
 //!
 //! The certificate is served through [`CertResolver`] rather than baked into
-//! the `ServerConfig`, so that a later change can rotate it (cert-manager
-//! renewals) without restarting the listener: build a new key with
-//! [`load_pem_files`] and hand it to [`CertResolver::replace`].
+//! the `ServerConfig`, so it rotates (cert-manager renewals) without
+//! restarting the listener: `crate::reload` builds a new key with
+//! [`parse_pem_pair`] and hands it to [`CertResolver::replace`].
+//!
+//! With a client CA ([`client_verifier`]) the listener requires a client
+//! certificate chaining to it: only the kube-apiserver, given that
+//! certificate, can call the webhook.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -12,9 +16,10 @@ use std::sync::{Arc, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 use thiserror::Error;
 
 /// ALPN protocols offered, best first. The kube-apiserver speaks HTTP/1.1 to
@@ -45,6 +50,8 @@ pub enum TlsError {
     BadCertificate { path: String, reason: String },
     #[error("TLS key file {key_path} does not match the certificate in {cert_path}: the first certificate must be the one issued for this key (check that the files come from the same Secret)")]
     KeyMismatch { cert_path: String, key_path: String },
+    #[error("client CA file {path} cannot be used to verify client certificates: {reason}")]
+    ClientCa { path: String, reason: String },
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
     #[error("cannot build the TLS configuration: {0}")]
@@ -61,12 +68,22 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// that the key belongs to the first certificate, so a mismatched Secret fails
 /// at start-up instead of at every handshake.
 pub fn load_pem_files(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let cert_shown = cert_path.display().to_string();
-    let key_shown = key_path.display().to_string();
     let cert_bytes = read(cert_path, "certificate")?;
     let key_bytes = read(key_path, "key")?;
+    parse_pem_pair(&cert_bytes, &key_bytes, cert_path, key_path)
+}
 
-    let chain = CertificateDer::pem_slice_iter(&cert_bytes)
+/// [`load_pem_files`] on contents already read; the paths only name the
+/// files in errors.
+pub fn parse_pem_pair(
+    cert_bytes: &[u8],
+    key_bytes: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let cert_shown = cert_path.display().to_string();
+    let key_shown = key_path.display().to_string();
+    let chain = CertificateDer::pem_slice_iter(cert_bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| TlsError::BadPem {
             what: "certificate",
@@ -77,10 +94,10 @@ pub fn load_pem_files(cert_path: &Path, key_path: &Path) -> Result<Arc<Certified
         return Err(TlsError::NoCertificate { path: cert_shown });
     }
 
-    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|err| match err {
+    let key = PrivateKeyDer::from_pem_slice(key_bytes).map_err(|err| match err {
         pem::Error::NoItemsFound => TlsError::NoKey {
             path: key_shown.clone(),
-            hint: missing_key_hint(&key_bytes),
+            hint: missing_key_hint(key_bytes),
         },
         other => TlsError::BadPem {
             what: "key",
@@ -125,6 +142,14 @@ fn certified_key(
             reason: err.to_string(),
         })?;
     let certified = CertifiedKey::new(chain, signing_key);
+    // Parsed here so that a pair whose certificate rustls would only reject
+    // at handshake time is refused when it is loaded.
+    if let Err(err) = x509_parser::parse_x509_certificate(certified.end_entity_cert()?) {
+        return Err(TlsError::BadCertificate {
+            path: cert_shown.to_string(),
+            reason: err.to_string(),
+        });
+    }
     match certified.keys_match() {
         // `Unknown`: the key cannot tell its public half; nothing to compare.
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
@@ -209,12 +234,61 @@ impl ResolvesServerCert for CertResolver {
 /// The server configuration: ring, TLS 1.2 and 1.3, no client certificates,
 /// ALPN `h2` and `http/1.1`.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    server_config_with_client_auth(resolver, None)
+}
+
+/// [`server_config`], requiring client certificates accepted by `clients`
+/// when given (see [`client_verifier`]).
+pub fn server_config_with_client_auth(
+    resolver: Arc<CertResolver>,
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A verifier that requires every client to present a certificate chaining
+/// to one of the CA certificates in the PEM file `ca_path` (`--client-ca`).
+pub fn client_verifier(ca_path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let shown = ca_path.display().to_string();
+    let fail = |reason: String| TlsError::ClientCa {
+        path: shown.clone(),
+        reason,
+    };
+    let bytes = read(ca_path, "client CA")?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| fail(format!("not valid PEM: {err}")))?;
+    if certs.is_empty() {
+        return Err(fail(
+            "it holds no certificate: expected PEM blocks starting with -----BEGIN CERTIFICATE-----"
+                .to_string(),
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|err| fail(format!("not a usable CA certificate: {err}")))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|err| fail(err.to_string()))
+}
+
+/// The end of the serving certificate's validity (`notAfter`); `None` only
+/// for a key not built by this module (every loaded certificate parses).
+pub fn expiry(key: &CertifiedKey) -> Option<time::OffsetDateTime> {
+    let cert = key.end_entity_cert().ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.to_datetime())
 }
 
 #[cfg(test)]
@@ -328,6 +402,42 @@ mod tests {
         let der = CertificateDer::from_pem_slice(generated.cert_pem.as_bytes()).unwrap();
         assert_eq!(der.as_ref(), generated.certified_key.cert[0].as_ref());
         assert!(!format!("{generated:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_client_ca_must_hold_a_ca_certificate() {
+        let dir = TempDir::new();
+        let ca = dir.write("ca.crt", &generated().cert.pem());
+        assert!(client_verifier(&ca).is_ok());
+        let resolver = CertResolver::new(self_signed().unwrap().certified_key);
+        let config = server_config_with_client_auth(resolver, Some(client_verifier(&ca).unwrap()));
+        assert!(config.is_ok());
+
+        let key_only = dir.write("key.pem", &generated().signing_key.serialize_pem());
+        let message = client_verifier(&key_only).unwrap_err().to_string();
+        assert!(
+            message.contains("key.pem") && message.contains("no certificate"),
+            "{message}"
+        );
+        let missing = dir.0.join("missing-ca.crt");
+        let message = client_verifier(&missing).unwrap_err().to_string();
+        assert!(message.contains("missing-ca.crt"), "{message}");
+    }
+
+    #[test]
+    fn expiry_is_the_certificates_not_after() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = TempDir::new();
+        let cert_path = dir.write("tls.crt", &cert.pem());
+        let key_path = dir.write("tls.key", &key.serialize_pem());
+        let loaded = load_pem_files(&cert_path, &key_path).unwrap();
+        assert_eq!(
+            expiry(&loaded).unwrap().unix_timestamp(),
+            rcgen::date_time_ymd(2031, 7, 1).unix_timestamp()
+        );
     }
 
     #[test]
