@@ -421,19 +421,39 @@ fn check_alive(child: &mut Child, spawned: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /readyz` on the plain-HTTP ops port; true on 200.
+/// `GET path` on the plain-HTTP ops port: the whole answer, status line first.
+fn ops_get(ops: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = StdTcpStream::connect_timeout(&ops, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.set_nodelay(true)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// `GET /readyz`; true on 200.
 fn readyz_ok(ops: SocketAddr) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = StdTcpStream::connect_timeout(&ops, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-        stream.set_nodelay(true)?;
-        stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
-        Ok(answer.starts_with(b"HTTP/1.1 200"))
+    ops_get(ops, "/readyz").is_ok_and(|answer| answer.starts_with("HTTP/1.1 200"))
+}
+
+/// Mean time rollguard spent in the review itself (decode, evaluate, patch,
+/// encode), from its own histogram on `/metrics`, warm-up included.
+fn server_review_mean_us(ops: SocketAddr, route: &str) -> Option<f64> {
+    let metrics = ops_get(ops, "/metrics").ok()?;
+    let label = format!("{{route=\"{}\"}}", route.trim_start_matches('/'));
+    let value = |name: &str| {
+        let prefix = format!("rollguard_admission_duration_seconds_{name}{label} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
     };
-    attempt().unwrap_or(false)
+    let (sum, count) = (value("sum")?, value("count")?);
+    (count > 0.0).then(|| sum / count * 1e6)
 }
 
 impl ChildServer {
@@ -689,6 +709,8 @@ struct RoundResult {
     rss_kib: Option<u64>,
     ready_after: Option<Duration>,
     first_review_after: Duration,
+    /// rollguard only: mean in-server review time from its `/metrics`.
+    review_mean_us: Option<f64>,
 }
 
 impl RoundResult {
@@ -719,6 +741,10 @@ fn run_round(
     let server = spawn_server(kind, args, *sequence, runtime, probe)?;
     let load = runtime.block_on(drive(&server.listening, probe, connections, args));
     let (peak_rss_kib, rss_kib) = memory_kib(server.pid());
+    let review_mean_us = server
+        .listening
+        .ops
+        .and_then(|ops| server_review_mean_us(ops, &args.route));
     let ready_after = server.ready_after;
     let first_review_after = server.first_review_after;
     server.stop();
@@ -731,6 +757,7 @@ fn run_round(
         rss_kib,
         ready_after,
         first_review_after,
+        review_mean_us,
     })
 }
 
@@ -768,6 +795,9 @@ fn round_line(r: &RoundResult) -> String {
     );
     if let Some(ready) = r.ready_after {
         let _ = write!(line, "  ready {:>5.1} ms", ms(ready));
+    }
+    if let Some(review) = r.review_mean_us {
+        let _ = write!(line, "  in-server review {review:>5.1} µs");
     }
     line
 }
@@ -858,12 +888,12 @@ fn write_csv(path: &Path, body: &bodies::Body, results: &[RoundResult]) -> std::
         std::fs::create_dir_all(dir)?;
     }
     let mut out = String::from(
-        "server,connections,round,body,body_bytes,requests,errors,seconds,rps,p50_us,p99_us,p999_us,peak_rss_kib,rss_kib,ready_ms,first_review_ms\n",
+        "server,connections,round,body,body_bytes,requests,errors,seconds,rps,p50_us,p99_us,p999_us,peak_rss_kib,rss_kib,ready_ms,first_review_ms,review_mean_us\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{:.2}",
+            "{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{:.2},{}",
             r.kind.name(),
             r.connections,
             r.round,
@@ -881,6 +911,8 @@ fn write_csv(path: &Path, body: &bodies::Body, results: &[RoundResult]) -> std::
             r.ready_after
                 .map_or(String::new(), |d| format!("{:.2}", ms(d))),
             ms(r.first_review_after),
+            r.review_mean_us
+                .map_or(String::new(), |us| format!("{us:.1}")),
         );
     }
     std::fs::write(path, out)
@@ -1039,6 +1071,16 @@ fn print_summary(args: &Args, results: &[RoundResult]) {
     println!(
         "first review answered after spawn (new TLS connection): rollguard median {first_rg:.1} ms, floor median {first_floor:.1} ms"
     );
+    for &connections in &args.connections {
+        let review = median(
+            rollguard()
+                .filter(|r| r.connections == connections)
+                .filter_map(|r| r.review_mean_us),
+        );
+        println!(
+            "rollguard in-server review time (its /metrics histogram, mean per round, median) at {connections} connection(s): {review:.1} µs"
+        );
+    }
 
     println!();
     println!("targets (reported, not asserted):");

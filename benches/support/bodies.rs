@@ -101,10 +101,15 @@ pub fn typical_pod() -> Body {
     let object = &mut review["request"]["object"];
     object["metadata"]["labels"]["app.kubernetes.io/name"] = json!("web");
     object["metadata"]["labels"]["app.kubernetes.io/version"] = json!("1.27.3");
+    object["metadata"]["labels"]["app.kubernetes.io/part-of"] = json!("shop");
+    object["metadata"]["labels"]["app.kubernetes.io/component"] = json!("frontend");
+    object["metadata"]["labels"]["team"] = json!("storefront");
     object["metadata"]["annotations"] = json!({
         "prometheus.io/scrape": "true",
         "prometheus.io/port": "9113",
-        "kubectl.kubernetes.io/default-container": "web"
+        "kubectl.kubernetes.io/default-container": "web",
+        "checksum/config": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "checksum/secret": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
     });
     let token_mount = object["spec"]["containers"][0]["volumeMounts"][0].clone();
     object["spec"]["volumes"]
@@ -131,13 +136,28 @@ pub fn typical_pod() -> Body {
             "http://otel-collector.observability:4317",
         ),
         ("OTEL_SERVICE_NAME", "web"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=production,service.namespace=shop",
+        ),
+        ("HTTP_READ_TIMEOUT", "15s"),
+        ("HTTP_WRITE_TIMEOUT", "15s"),
+        ("HTTP_IDLE_TIMEOUT", "60s"),
+        ("SESSION_COOKIE_NAME", "shop_session"),
+        (
+            "STATIC_ASSETS_URL",
+            "https://cdn.example.com/shop/web/1.27.3",
+        ),
+        ("TZ", "UTC"),
     ]));
     env.extend([
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_IP", "status.podIP"),
         json!({"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "web-db", "key": "password"}}}),
+        json!({"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"containerName": "web", "resource": "limits.memory", "divisor": "1Mi"}}}),
     ]);
+    web["envFrom"] = json!([{"configMapRef": {"name": "web-env"}}, {"secretRef": {"name": "web-env-secrets", "optional": true}}]);
     web["env"] = json!(env);
     web["resources"] = resources("250m", "256Mi", "1", "512Mi");
     web["livenessProbe"] = json!({
@@ -161,7 +181,12 @@ pub fn typical_pod() -> Body {
         ),
         ("FLUENT_ELASTICSEARCH_PORT", "9200"),
         ("LOG_PATH", "/var/log/web/*.log"),
+        ("FLUENT_BIT_FLUSH_SECONDS", "5"),
+        ("FLUENT_BIT_LOG_LEVEL", "warn"),
+        ("FLUENT_BIT_BUFFER_SIZE", "64k"),
+        ("FLUENT_BIT_TAG_PREFIX", "kube.shop.web."),
     ]));
+    shipper["ports"] = json!([{"name": "fb-metrics", "containerPort": 2020, "protocol": "TCP"}]);
     shipper["resources"] = resources("50m", "64Mi", "200m", "128Mi");
     shipper["volumeMounts"] = json!([
         token_mount.clone(),
@@ -178,6 +203,23 @@ pub fn typical_pod() -> Body {
     exporter["securityContext"] = security_context();
 
     object["spec"]["containers"] = json!([web, shipper, exporter]);
+    object["spec"]["nodeSelector"] =
+        json!({"kubernetes.io/os": "linux", "node.kubernetes.io/pool": "general"});
+    object["spec"]["affinity"] = json!({
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "labelSelector": {"matchLabels": {"app": "web"}},
+                "topologyKey": "kubernetes.io/hostname"
+            }
+        }]}
+    });
+    object["spec"]["topologySpreadConstraints"] = json!([{
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app": "web"}}
+    }]);
     Body::new("typical-pod", "Pod", &review)
 }
 

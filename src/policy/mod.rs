@@ -193,10 +193,11 @@ pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdic
         mode,
         mutations: Vec::new(),
         patch: json_patch::Patch::default(),
-        admitted: request.object.clone(),
+        admitted: Value::Null,
         violations: Vec::new(),
     };
     if mode == EffectiveMode::Off {
+        verdict.admitted = request.object.clone();
         return Ok(verdict);
     }
     let ctx = Context {
@@ -208,7 +209,13 @@ pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdic
     // Validating an enforced object judges it as it will be stored; everything
     // else judges what enforce mode would store.
     let wants_mutations = !(request.stage == Stage::Validate && mode == EffectiveMode::Enforce);
-    let mut would_admit = request.object.clone();
+    // Deep copies are a large part of a review's cost: the object is copied
+    // only when mutations may be written into the copy.
+    let mut would_admit = if wants_mutations {
+        request.object.clone()
+    } else {
+        Value::Null
+    };
     if wants_mutations && problems.is_empty() {
         let mutations = plan_mutations(&received, &ctx);
         apply(&mut would_admit, &mutations, &received, &ctx)?;
@@ -227,6 +234,8 @@ pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdic
     if mode == EffectiveMode::Enforce && request.stage != Stage::Validate {
         verdict.patch = patch::diff(request.object, &would_admit);
         verdict.admitted = would_admit;
+    } else {
+        verdict.admitted = request.object.clone();
     }
     Ok(verdict)
 }
