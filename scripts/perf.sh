@@ -18,7 +18,7 @@ mkdir -p "$target/perf"
 started=$(date +%s)
 
 echo "== building (release)"
-cargo build --release --locked --example rollguard-loadgen
+cargo build --release --locked --bin rollguard --example rollguard-loadgen
 cargo bench --locked --bench admission --no-run
 
 echo
