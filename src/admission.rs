@@ -373,16 +373,22 @@ fn reply(response: AdmissionResponse, log: ReviewLog) -> ReviewReply {
 
 /// Serialises the reply. kube's response type would write the patch as an
 /// array of numbers; the API server only accepts a base64 string.
-pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, String> {
+pub fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
+    // Take the patch bytes out first: serialised by kube they would become a
+    // JSON array of numbers, only to be turned back into bytes here.
+    let patch = response.patch.take();
     let mut review = serde_json::to_value(response.into_review())
         .map_err(|err| format!("cannot encode the AdmissionReview: {err}"))?;
     review["apiVersion"] = Value::from(API_VERSION);
     review["kind"] = Value::from("AdmissionReview");
-    if let Some(patch) = review.pointer_mut("/response/patch") {
-        let bytes: Vec<u8> = serde_json::from_value(patch.take())
-            .map_err(|err| format!("cannot encode the patch: {err}"))?;
-        *patch = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    if let Some(bytes) = patch {
+        if let Some(reply) = review.get_mut("response").and_then(Value::as_object_mut) {
+            reply.insert(
+                "patch".to_string(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            );
+        }
     }
     serde_json::to_vec(&review).map_err(|err| format!("cannot encode the AdmissionReview: {err}"))
 }
