@@ -8,7 +8,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::DynamicObject;
 use serde_json::Value;
 
-use crate::policy::{self, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
+use crate::policy::{self, EffectiveMode, Mode, Stage, Verdict};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
@@ -97,7 +97,7 @@ pub struct ReviewLog {
 
 /// Answers one admission review body for a route.
 pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
-    let request = match decode(body) {
+    let mut request = match decode(body) {
         Ok(request) => request,
         Err(message) => return plain(400, message, ReviewLog::default(), "bad-request"),
     };
@@ -109,14 +109,13 @@ pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
         operation: operation_name(&request.operation).to_string(),
         ..ReviewLog::default()
     };
-    let handled = WorkloadKind::from_gvk(
+    let kind = WorkloadKind::from_gvk(
         &request.kind.group,
         &request.kind.version,
         &request.kind.kind,
     )
-    .filter(|kind| handles(*kind, &request.operation))
-    .zip(request.object.as_ref());
-    let Some((kind, object)) = handled else {
+    .filter(|kind| handles(*kind, &request.operation));
+    let (Some(kind), Some(object)) = (kind, request.object.take()) else {
         log.outcome = "ignored";
         return reply(AdmissionResponse::from(&request), log);
     };
@@ -125,13 +124,7 @@ pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
     } else {
         Mode::Enforce
     };
-    let eval = EvalRequest {
-        kind,
-        object,
-        stage: route.stage(),
-        mode,
-    };
-    match policy::evaluate(&eval, &config.settings) {
+    match policy::evaluate_owned(kind, object, route.stage(), mode, &config.settings) {
         Ok(verdict) => {
             let response = respond(&request, &verdict, &mut log);
             match response {

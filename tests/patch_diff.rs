@@ -1,6 +1,7 @@
 //! `patch::diff` skips unchanged subtrees for speed (docs/performance.md); it
 //! must still produce exactly the operations `json_patch::diff` does, in the
-//! same order, for any pair of documents.
+//! same order, for any pair of documents. `patch::Writes`, which the engine
+//! uses to write in place, must emit that same patch from its writes alone.
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -73,6 +74,16 @@ fn walk<'a>(mut node: &'a mut Value, route: &[usize]) -> &'a mut Value {
     node
 }
 
+/// A path of the kind the engine writes: keys (some new, some with `~` and
+/// `/`) and array indexes (some past the end).
+fn steps() -> impl Strategy<Value = Vec<patch::Step>> {
+    let step = prop_oneof![
+        "[a-e~/]{1,2}".prop_map(|key| patch::Step::Key(key)),
+        (0usize..3).prop_map(patch::Step::Index),
+    ];
+    prop::collection::vec(step, 0..5)
+}
+
 fn apply(doc: &mut Value, edit: &Edit) {
     match edit {
         Edit::Set(route, key, value) => {
@@ -124,6 +135,26 @@ proptest! {
             apply(&mut admitted, edit);
         }
         let ours = patch::diff(&received, &admitted);
+        prop_assert_eq!(&ours, &json_patch::diff(&received, &admitted));
+        let mut patched = received.clone();
+        json_patch::patch(&mut patched, &ours).expect("the patch applies");
+        prop_assert_eq!(patched, admitted);
+    }
+
+    #[test]
+    fn writes_in_place_give_the_patch_of_a_diff(
+        received in document(),
+        writes in prop::collection::vec((steps(), document()), 0..6),
+    ) {
+        let mut admitted = received.clone();
+        let mut recorder = patch::Writes::new();
+        for (path, value) in writes {
+            let mut expected = admitted.clone();
+            let written = patch::set(&mut expected, &path, value.clone());
+            prop_assert_eq!(recorder.set(&mut admitted, &path, value), written);
+            prop_assert_eq!(&admitted, &expected);
+        }
+        let ours = recorder.patch(&admitted);
         prop_assert_eq!(&ours, &json_patch::diff(&received, &admitted));
         let mut patched = received.clone();
         json_patch::patch(&mut patched, &ours).expect("the patch applies");

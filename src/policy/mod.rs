@@ -184,11 +184,30 @@ impl Context<'_> {
 
 /// Evaluates one object. The only entry point of the engine.
 pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdict, EngineError> {
-    let received = Workload::read(request.kind, request.object)?;
+    evaluate_owned(
+        request.kind,
+        request.object.clone(),
+        request.stage,
+        request.mode,
+        settings,
+    )
+}
+
+/// [`evaluate`] on an object the caller gives away, as the webhook does with
+/// the object it decoded: enforce mode writes the mutations into it in place
+/// and returns it as [`Verdict::admitted`], without a second copy.
+pub fn evaluate_owned(
+    kind: WorkloadKind,
+    object: Value,
+    stage: Stage,
+    mode: Mode,
+    settings: &Settings,
+) -> Result<Verdict, EngineError> {
+    let received = Workload::read(kind, &object)?;
     let declared_settings =
         annotations::effective(&received.annotations, &received.template_annotations);
     let (declared, problems) = annotations::parse(&declared_settings);
-    let mode = effective_mode(request.mode, declared.mode);
+    let mode = effective_mode(mode, declared.mode);
     let mut verdict = Verdict {
         mode,
         mutations: Vec::new(),
@@ -197,45 +216,63 @@ pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdic
         violations: Vec::new(),
     };
     if mode == EffectiveMode::Off {
-        verdict.admitted = request.object.clone();
+        verdict.admitted = object;
         return Ok(verdict);
     }
     let ctx = Context {
-        kind: request.kind,
+        kind,
         settings,
         declared: &declared,
     };
-
-    // Validating an enforced object judges it as it will be stored; everything
-    // else judges what enforce mode would store.
-    let wants_mutations = !(request.stage == Stage::Validate && mode == EffectiveMode::Enforce);
-    // Deep copies are a large part of a review's cost: the object is copied
-    // only when mutations may be written into the copy.
-    let mut would_admit = if wants_mutations {
-        request.object.clone()
-    } else {
-        Value::Null
-    };
-    if wants_mutations && problems.is_empty() {
-        let mutations = plan_mutations(&received, &ctx);
-        apply(&mut would_admit, &mutations, &received, &ctx)?;
-        if request.stage != Stage::Validate {
+    // Invalid annotations stop every change to the object.
+    let mutable = problems.is_empty();
+    let enforced = mode == EffectiveMode::Enforce;
+    match stage {
+        // Validating an enforced object judges it as it will be stored.
+        Stage::Validate if enforced => {
+            verdict.violations = judge(&received, &ctx, &problems);
+            verdict.admitted = object;
+        }
+        // Enforce mode stores the mutated object: write into it in place.
+        Stage::Mutate | Stage::Full if enforced => {
+            let mut admitted = object;
+            let mut writes = patch::Writes::new();
+            let mutations = if mutable {
+                let mutations = plan_mutations(&received, &ctx);
+                apply(&mut admitted, &mutations, &received, &ctx, &mut writes)?;
+                mutations
+            } else {
+                Vec::new()
+            };
+            if stage == Stage::Full {
+                let judged = Workload::read(kind, &admitted)?;
+                verdict.violations = judge(&judged, &ctx, &problems);
+            }
+            verdict.patch = writes.patch(&admitted);
+            verdict.admitted = admitted;
             verdict.mutations = mutations;
         }
-    }
-    if request.stage != Stage::Mutate {
-        let judged = if wants_mutations {
-            Workload::read(request.kind, &would_admit)?
-        } else {
-            received
-        };
-        verdict.violations = judge(&judged, &ctx, &problems);
-    }
-    if mode == EffectiveMode::Enforce && request.stage != Stage::Validate {
-        verdict.patch = patch::diff(request.object, &would_admit);
-        verdict.admitted = would_admit;
-    } else {
-        verdict.admitted = request.object.clone();
+        // Audit mode, and validating an audited object: judge what enforce
+        // mode would store, admit the object as received.
+        _ => {
+            let mut would_admit = object.clone();
+            let mutations = if mutable {
+                let mutations = plan_mutations(&received, &ctx);
+                let mut writes = patch::Writes::new();
+                apply(&mut would_admit, &mutations, &received, &ctx, &mut writes)?;
+                mutations
+            } else {
+                Vec::new()
+            };
+            if stage != Stage::Mutate {
+                let judged = Workload::read(kind, &would_admit)?;
+                verdict.violations = judge(&judged, &ctx, &problems);
+            }
+            if stage != Stage::Validate {
+                verdict.mutations = mutations;
+            }
+            verdict.admitted = object;
+        }
     }
     Ok(verdict)
 }
@@ -270,10 +307,11 @@ fn apply(
     mutations: &[Mutation],
     workload: &Workload,
     ctx: &Context<'_>,
+    writes: &mut patch::Writes,
 ) -> Result<(), EngineError> {
     let mut applied: Vec<Rule> = Vec::new();
     for mutation in mutations.iter().filter(|m| m.action == Action::Apply) {
-        write(doc, &mutation.path, mutation.new.clone(), &mutation.field)?;
+        write(writes, doc, &mutation.path, mutation.new.clone(), &mutation.field)?;
         if !applied.contains(&mutation.rule) {
             applied.push(mutation.rule);
         }
@@ -295,6 +333,7 @@ fn apply(
             }
         }
         write(
+            writes,
             doc,
             &crate::path!["metadata", "annotations", annotations::MUTATED],
             Value::String(recorded.join(",")),
@@ -308,6 +347,7 @@ fn apply(
                     let mut path = template_path.clone();
                     path.push(Step::Key(key.to_string()));
                     write(
+                        writes,
                         doc,
                         &path,
                         Value::String(value.clone()),
@@ -320,8 +360,14 @@ fn apply(
     Ok(())
 }
 
-fn write(doc: &mut Value, path: &[Step], value: Value, field: &str) -> Result<(), EngineError> {
-    if patch::set(doc, path, value) {
+fn write(
+    writes: &mut patch::Writes,
+    doc: &mut Value,
+    path: &[Step],
+    value: Value,
+    field: &str,
+) -> Result<(), EngineError> {
+    if writes.set(doc, path, value) {
         Ok(())
     } else {
         Err(EngineError::Unwritable {
