@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::DeploymentStrategy;
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,6 +104,28 @@ impl Rollout {
     pub fn fenceposts(&self) -> Result<k8s::Fenceposts, String> {
         k8s::resolve_fenceposts(&self.max_surge, &self.max_unavailable, self.replicas)
     }
+}
+
+/// The fields of a pod spec the rules read, with k8s-openapi's types for each
+/// field. Every other field (env, resources, volumes, security contexts: most
+/// of an object) is skipped without being read into memory: deserialising the
+/// whole `k8s_openapi` `PodSpec` was a tenth of a review.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// The fields of a container the rules read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub lifecycle: Option<Lifecycle>,
+    pub ports: Option<Vec<ContainerPort>>,
+    pub readiness_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe>,
 }
 
 /// A typed view of one object.

@@ -4,7 +4,7 @@
 //! terminationGracePeriodSeconds before SIGKILL. Too short kills it mid-flush;
 //! far too long hides a missing graceful shutdown and stalls every rollout.
 
-use k8s_openapi::api::core::v1::PodSpec;
+use crate::workload::PodSpec;
 use serde_json::Value;
 
 use super::{prestop, Context, Finding, Mutation};

@@ -311,7 +311,13 @@ fn apply(
 ) -> Result<(), EngineError> {
     let mut applied: Vec<Rule> = Vec::new();
     for mutation in mutations.iter().filter(|m| m.action == Action::Apply) {
-        write(writes, doc, &mutation.path, mutation.new.clone(), &mutation.field)?;
+        write(
+            writes,
+            doc,
+            &mutation.path,
+            mutation.new.clone(),
+            &mutation.field,
+        )?;
         if !applied.contains(&mutation.rule) {
             applied.push(mutation.rule);
         }

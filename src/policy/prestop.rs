@@ -4,7 +4,9 @@
 //! still propagating to kube-proxy and load balancers; a preStop sleep keeps
 //! the app serving until nothing routes to it any more.
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, PodSpec};
+use k8s_openapi::api::core::v1::LifecycleHandler;
+
+use crate::workload::{Container, PodSpec};
 use serde_json::{json, Value};
 
 use super::{Context, Finding, Mutation};

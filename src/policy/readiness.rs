@@ -5,7 +5,7 @@
 //! so a rollout sends traffic to (and deletes old pods for) pods that cannot
 //! serve yet.
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use crate::workload::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
