@@ -2,10 +2,11 @@
 //! admission types, keeps the object as raw JSON for the engine, and encodes
 //! the reply in the exact wire form the API server accepts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::policy::{self, EffectiveMode, Mode, Stage, Verdict};
@@ -322,9 +323,13 @@ fn respond(
                 response = response.deny(denials.join("\n"));
                 log.outcome = "denied";
             } else if !verdict.patch.0.is_empty() {
-                response = response
-                    .with_patch(verdict.patch.clone())
-                    .map_err(|err| format!("cannot encode the patch: {err}"))?;
+                // The patch bytes go straight into the reply (`encode` writes
+                // them as base64 with patchType JSONPatch); kube's `with_patch`
+                // would take a copy of the patch first.
+                response.patch = Some(
+                    serde_json::to_vec(&verdict.patch)
+                        .map_err(|err| format!("cannot encode the patch: {err}"))?,
+                );
                 for m in verdict
                     .mutations
                     .iter()
@@ -365,25 +370,53 @@ fn reply(response: AdmissionResponse, log: ReviewLog) -> ReviewReply {
 }
 
 /// Serialises the reply. kube's response type would write the patch as an
-/// array of numbers; the API server only accepts a base64 string.
-pub fn encode(mut response: AdmissionResponse) -> Result<Vec<u8>, String> {
+/// array of numbers; the API server only accepts a base64 string, with
+/// `patchType: JSONPatch` beside it.
+pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
-    // Take the patch bytes out first: serialised by kube they would become a
-    // JSON array of numbers, only to be turned back into bytes here.
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review())
-        .map_err(|err| format!("cannot encode the AdmissionReview: {err}"))?;
-    review["apiVersion"] = Value::from(API_VERSION);
-    review["kind"] = Value::from("AdmissionReview");
-    if let Some(bytes) = patch {
-        if let Some(reply) = review.get_mut("response").and_then(Value::as_object_mut) {
-            reply.insert(
-                "patch".to_string(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            );
-        }
-    }
+    let review = WireReview {
+        api_version: API_VERSION,
+        kind: "AdmissionReview",
+        response: WireResponse {
+            uid: &response.uid,
+            allowed: response.allowed,
+            status: &response.result,
+            patch_type: response.patch.as_ref().map(|_| "JSONPatch"),
+            patch: response
+                .patch
+                .as_ref()
+                .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            audit_annotations: &response.audit_annotations,
+            warnings: response.warnings.as_deref(),
+        },
+    };
     serde_json::to_vec(&review).map_err(|err| format!("cannot encode the AdmissionReview: {err}"))
+}
+
+/// The reply as the API server reads it (`admission.k8s.io/v1`), written
+/// straight from kube's response without an intermediate JSON tree.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: WireResponse<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
 }
 
 fn plain(status: u16, message: String, mut log: ReviewLog, outcome: &'static str) -> ReviewReply {
