@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{DynamicObject, TypeMeta};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -174,16 +174,23 @@ fn decode(body: &[u8]) -> Result<Request, String> {
              set admissionReviewVersions: [v1] in the webhook configuration"
         ));
     }
-    let Some(request) = review.get_mut("request").and_then(Value::as_object_mut) else {
+    let Some(Value::Object(mut request)) = review
+        .as_object_mut()
+        .and_then(|review| review.remove("request"))
+    else {
         return Err("AdmissionReview has no request".to_string());
     };
     let object = request.remove("object").filter(|o| !o.is_null());
     request.remove("oldObject");
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review)
-        .map_err(|err| format!("AdmissionReview request is malformed: {err}"))?;
-    let envelope: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| "AdmissionReview has no request".to_string())?;
+    // The request alone: kube's AdmissionReview flattens its type fields, which
+    // makes serde buffer the whole request once more before reading it.
+    let mut envelope: AdmissionRequest<DynamicObject> =
+        serde_json::from_value(Value::Object(request))
+            .map_err(|err| format!("AdmissionReview request is malformed: {err}"))?;
+    envelope.types = TypeMeta {
+        api_version: API_VERSION.to_string(),
+        kind: "AdmissionReview".to_string(),
+    };
     if envelope.uid.is_empty() {
         return Err("AdmissionReview request has an empty uid".to_string());
     }
