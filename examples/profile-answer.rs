@@ -4,13 +4,14 @@
 //!
 //! ```sh
 //! cargo build --release --example profile-answer
-//! target/release/examples/profile-answer [BODY] [N] [answer|engine|floor]
+//! target/release/examples/profile-answer [BODY] [N] [answer|engine|floor|body]
 //! scripts/callgrind_answer.sh          # instructions per review, answer vs floor
 //! ```
 //!
 //! BODY is typical-pod (default), deployment or pod-N; the work is
 //! `admission::answer(Route::Mutate)` (default), `policy::evaluate` alone, or
-//! the floor (parse the JSON, answer allowed with the uid).
+//! the floor (parse the JSON, answer allowed with the uid); `body` prints the
+//! body once, for `scripts/callgrind_server.sh`.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -51,6 +52,17 @@ fn main() -> ExitCode {
         stage: Stage::Mutate,
         mode: Mode::Enforce,
     };
+    if work == "body" {
+        // The body itself, for a load tool outside this repository (wrk).
+        use std::io::Write as _;
+        return match std::io::stdout().write_all(&body.bytes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("cannot write the body: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut bytes_out = 0usize;
     for _ in 0..iterations {
         bytes_out += match work {
@@ -66,7 +78,7 @@ fn main() -> ExitCode {
             "floor" => black_box(bodies::floor_answer(black_box(&body.bytes)))
                 .map_or(0, |answer| answer.len()),
             other => {
-                eprintln!("unknown work {other:?}: answer, engine or floor");
+                eprintln!("unknown work {other:?}: answer, engine, floor or body");
                 return ExitCode::from(2);
             }
         };
