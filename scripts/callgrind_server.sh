@@ -9,7 +9,8 @@
 #   scripts/callgrind_server.sh            # typical-pod to /mutate
 #   BODY=deployment scripts/callgrind_server.sh
 #
-# Needs valgrind and wrk (apt-get install valgrind wrk).
+# Needs valgrind and wrk (apt-get install valgrind wrk). Leaves the profiles in
+# target/perf/callgrind.server.<server>.<seconds>.out for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ for tool in valgrind wrk; do
 done
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet --example rollguard-loadgen --example profile-answer
+mkdir -p "$target/perf"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$target/release/examples/profile-answer" "$body" 1 body >"$work/body.json"
@@ -34,7 +36,7 @@ LUA
 
 # run SERVER SECONDS: prints "instructions requests"
 run() {
-  local server=$1 seconds=$2 out="$work/cg.$1.$2"
+  local server=$1 seconds=$2 out="$target/perf/callgrind.server.$1.$2.out"
   rm -f "$work/port.json"
   mkfifo "$work/stdin.$server.$seconds"
   valgrind --tool=callgrind --callgrind-out-file="$out" \

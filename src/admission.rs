@@ -2,7 +2,7 @@
 //! admission types, keeps the object as raw JSON for the engine, and encodes
 //! the reply in the exact wire form the API server accepts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, TypeMeta};
@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::policy::{self, EffectiveMode, Mode, Stage, Verdict};
+use crate::pruned::{self, Keep};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
-use crate::workload::WorkloadKind;
+use crate::workload::{WorkloadKind, OBJECT_SHAPE};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 
@@ -98,7 +99,36 @@ pub struct ReviewLog {
 
 /// Answers one admission review body for a route.
 pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
-    let mut request = match decode(body) {
+    answer_read_as(route, body, config, &REVIEW_SHAPE)
+}
+
+/// What of a review the webhook reads: the request's envelope whole, its
+/// object as far as the rules use it, not its `oldObject`.
+static REVIEW_SHAPE: Keep = Keep::Members(
+    &[(
+        "request",
+        &Keep::Members(
+            &[("object", &OBJECT_SHAPE), ("oldObject", &Keep::Skip)],
+            &Keep::All,
+        ),
+    )],
+    &Keep::All,
+);
+
+/// [`answer`], reading the whole review into memory: what tests compare
+/// [`answer`] against, to show that the fields it skips change nothing.
+#[doc(hidden)]
+pub fn answer_reading_everything(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
+    answer_read_as(route, body, config, &Keep::All)
+}
+
+fn answer_read_as(
+    route: Route,
+    body: &[u8],
+    config: &PolicyConfig,
+    shape: &'static Keep,
+) -> ReviewReply {
+    let mut request = match decode(body, shape) {
         Ok(request) => request,
         Err(message) => return plain(400, message, ReviewLog::default(), "bad-request"),
     };
@@ -160,9 +190,9 @@ impl From<&Request> for AdmissionResponse {
     }
 }
 
-fn decode(body: &[u8]) -> Result<Request, String> {
-    let mut review: Value =
-        serde_json::from_slice(body).map_err(|err| format!("request body is not JSON: {err}"))?;
+fn decode(body: &[u8], shape: &'static Keep) -> Result<Request, String> {
+    let mut review = pruned::from_slice(body, shape)
+        .map_err(|err| format!("request body is not JSON: {err}"))?;
     let api_version = review
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -393,7 +423,12 @@ pub fn encode(response: AdmissionResponse) -> Result<Vec<u8>, String> {
                 .patch
                 .as_ref()
                 .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
-            audit_annotations: &response.audit_annotations,
+            // Sorted: the same review always gets the same bytes.
+            audit_annotations: response
+                .audit_annotations
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str()))
+                .collect(),
             warnings: response.warnings.as_deref(),
         },
     };
@@ -420,8 +455,8 @@ struct WireResponse<'a> {
     patch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<&'a str, &'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<&'a [String]>,
 }

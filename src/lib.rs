@@ -22,6 +22,7 @@ pub mod k8s_semantics;
 pub mod metrics;
 pub mod patch;
 pub mod policy;
+pub mod pruned;
 pub mod reload;
 pub mod rules;
 pub mod server;

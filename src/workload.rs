@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::k8s_semantics as k8s;
 use crate::patch::Step;
 use crate::path;
+use crate::pruned::Keep;
 
 /// The kinds rollguard applies rules to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +117,76 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     pub termination_grace_period_seconds: Option<i64>,
 }
+
+/// What of an object the engine reads or writes; the webhook parses the
+/// object of a review keeping only this ([`crate::pruned`]). Keep it in step
+/// with [`Workload::read`], [`PodSpec`] and [`Container`]: a field read there
+/// but not kept here would read as absent (tests/pruned.rs compares every
+/// answer with one computed on the whole object).
+pub static OBJECT_SHAPE: Keep = Keep::Members(
+    &[
+        ("apiVersion", &Keep::All),
+        ("kind", &Keep::All),
+        ("metadata", &METADATA_SHAPE),
+        (
+            "spec",
+            &Keep::Members(
+                &[
+                    ("containers", &Keep::Each(&CONTAINER_SHAPE)),
+                    ("terminationGracePeriodSeconds", &Keep::All),
+                    ("replicas", &Keep::All),
+                    ("strategy", &Keep::All),
+                    ("minReadySeconds", &Keep::All),
+                    ("progressDeadlineSeconds", &Keep::All),
+                    (
+                        "template",
+                        &Keep::Members(
+                            &[
+                                (
+                                    "metadata",
+                                    &Keep::Members(&[("annotations", &Keep::All)], &Keep::Skip),
+                                ),
+                                ("spec", &POD_SPEC_SHAPE),
+                            ],
+                            &Keep::Skip,
+                        ),
+                    ),
+                ],
+                &Keep::Skip,
+            ),
+        ),
+    ],
+    &Keep::Skip,
+);
+
+static METADATA_SHAPE: Keep = Keep::Members(
+    &[
+        ("name", &Keep::All),
+        ("generateName", &Keep::All),
+        ("namespace", &Keep::All),
+        ("annotations", &Keep::All),
+    ],
+    &Keep::Skip,
+);
+
+static POD_SPEC_SHAPE: Keep = Keep::Members(
+    &[
+        ("containers", &Keep::Each(&CONTAINER_SHAPE)),
+        ("terminationGracePeriodSeconds", &Keep::All),
+    ],
+    &Keep::Skip,
+);
+
+static CONTAINER_SHAPE: Keep = Keep::Members(
+    &[
+        ("name", &Keep::All),
+        ("lifecycle", &Keep::All),
+        ("ports", &Keep::All),
+        ("readinessProbe", &Keep::All),
+        ("livenessProbe", &Keep::All),
+    ],
+    &Keep::Skip,
+);
 
 /// The fields of a container the rules read.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -450,7 +450,23 @@ fn mutated_admission_reviews_never_panic_and_answer_well_formed() {
                 if reply.status == 500 {
                     *errors.entry(error_kind(&reply.body)).or_default() += 1;
                 }
-                check(route, &input, reply.status, &reply.body)
+                check(route, &input, reply.status, &reply.body).and_then(|()| {
+                    // Skipping the fields no rule reads changes no answer.
+                    let whole = admission::answer_reading_everything(route, &input, config);
+                    if whole.status != reply.status
+                        || (reply.status == 200 && whole.body != reply.body)
+                    {
+                        Err(format!(
+                            "answered {} {} but {} {} when the whole object is read",
+                            reply.status,
+                            String::from_utf8_lossy(&reply.body),
+                            whole.status,
+                            String::from_utf8_lossy(&whole.body)
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })
             }
             Err(_) => Err("panicked".to_string()),
         };

@@ -1,0 +1,238 @@
+//! Reads JSON into a `serde_json::Value` keeping only the members a [`Keep`]
+//! shape names. Everything else is still checked to be well-formed JSON but
+//! skipped without being built: no allocation, no hashing. An admission review
+//! carries a whole object (env, resources, volumes, managedFields, status) of
+//! which the rules read a few fields; building a tree of the rest was most of
+//! a review's cost (docs/performance.md).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// What to keep of a JSON value.
+#[derive(Debug)]
+pub enum Keep {
+    /// The whole value.
+    All,
+    /// Nothing: the member is skipped as if it were absent.
+    Skip,
+    /// An object: the listed members as their shapes say, every other member
+    /// as the second field says. A value that is not an object is kept whole,
+    /// so a reader still sees (and reports) a field of the wrong type.
+    Members(&'static [(&'static str, &'static Keep)], &'static Keep),
+    /// An array: each element as the shape says (kept whole if not an array).
+    Each(&'static Keep),
+}
+
+/// Parses `bytes` keeping what `keep` names.
+pub fn from_slice(bytes: &[u8], keep: &'static Keep) -> serde_json::Result<Value> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = Shaped(keep).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A `DeserializeSeed` building the kept part of a value.
+#[derive(Clone, Copy)]
+struct Shaped(&'static Keep);
+
+impl<'de> DeserializeSeed<'de> for Shaped {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Keep::All => serde::Deserialize::deserialize(deserializer),
+            Keep::Skip => deserializer.deserialize_any(Discard).map(|()| Value::Null),
+            shape => deserializer.deserialize_any(ShapedVisitor(shape)),
+        }
+    }
+}
+
+/// Reads a value and keeps nothing of it. Unlike `serde::de::IgnoredAny`,
+/// which serde_json skips without checking string escapes, every string is
+/// read as the full parser reads it: a body the floor of any webhook would
+/// refuse as not JSON is refused here too.
+#[derive(Clone, Copy)]
+struct Discard;
+
+impl<'de> DeserializeSeed<'de> for Discard {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Discard {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Discard)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Discard)?.is_some() {
+            map.next_value_seed(Discard)?;
+        }
+        Ok(())
+    }
+}
+
+struct ShapedVisitor(&'static Keep);
+
+impl<'de> Visitor<'de> for ShapedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let element = match self.0 {
+            Keep::Each(element) => element,
+            _ => &Keep::All,
+        };
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(Shaped(element))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let (members, rest) = match self.0 {
+            Keep::Members(members, rest) => (*members, *rest),
+            _ => (&[][..], &Keep::All),
+        };
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let shape = members
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map_or(rest, |(_, shape)| *shape);
+            match shape {
+                Keep::Skip => map.next_value_seed(Discard)?,
+                shape => {
+                    let value = map.next_value_seed(Shaped(shape))?;
+                    object.insert(key.into_owned(), value);
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    static SHAPE: Keep = Keep::Members(
+        &[
+            ("keep", &Keep::All),
+            ("drop", &Keep::Skip),
+            (
+                "list",
+                &Keep::Each(&Keep::Members(&[("name", &Keep::All)], &Keep::Skip)),
+            ),
+        ],
+        &Keep::Skip,
+    );
+
+    #[test]
+    fn keeps_only_what_the_shape_names() {
+        let text = br#"{"keep": {"a": [1, "x"]}, "drop": {"b": 2}, "other": 3,
+            "list": [{"name": "n", "env": [1]}, {"env": []}, "odd"]}"#;
+        assert_eq!(
+            from_slice(text, &SHAPE).unwrap(),
+            json!({"keep": {"a": [1, "x"]}, "list": [{"name": "n"}, {}, "odd"]})
+        );
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_kept_whole() {
+        let text = br#"{"list": {"name": "not a list", "env": 1}, "keep": null}"#;
+        assert_eq!(
+            from_slice(text, &SHAPE).unwrap(),
+            json!({"list": {"name": "not a list", "env": 1}, "keep": null})
+        );
+    }
+
+    #[test]
+    fn skipped_members_must_still_be_json() {
+        assert!(from_slice(br#"{"drop": {"b": tru}}"#, &SHAPE).is_err());
+        assert!(from_slice(br#"{"other": [1, 2"#, &SHAPE).is_err());
+        assert!(from_slice(br#"{"keep": 1} trailing"#, &SHAPE).is_err());
+        // A lone surrogate: serde_json's IgnoredAny would let it through.
+        assert!(from_slice(br#"{"drop": "\ud800"}"#, &SHAPE).is_err());
+        assert!(from_slice(br#"{"other": {"\ud800": 1}}"#, &SHAPE).is_err());
+    }
+
+    #[test]
+    fn escaped_keys_are_matched_after_unescaping() {
+        let text = br#"{"ke\u0065p": 1, "dr\u006fp": 2}"#;
+        assert_eq!(from_slice(text, &SHAPE).unwrap(), json!({"keep": 1}));
+    }
+}
