@@ -27,7 +27,16 @@ pub enum Keep {
 
 /// Parses `bytes` keeping what `keep` names.
 pub fn from_slice(bytes: &[u8], keep: &'static Keep) -> serde_json::Result<Value> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    // One pass over the whole body checks its UTF-8 faster than the parser
+    // checks it string by string (a tenth of a review's instructions), and
+    // also covers the strings that are skipped.
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        <serde_json::Error as de::Error>::custom(format!(
+            "invalid UTF-8 at byte {}",
+            err.valid_up_to()
+        ))
+    })?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = Shaped(keep).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
@@ -225,6 +234,7 @@ mod tests {
         assert!(from_slice(br#"{"drop": {"b": tru}}"#, &SHAPE).is_err());
         assert!(from_slice(br#"{"other": [1, 2"#, &SHAPE).is_err());
         assert!(from_slice(br#"{"keep": 1} trailing"#, &SHAPE).is_err());
+        assert!(from_slice(b"{\"drop\": \"\xff\"}", &SHAPE).is_err());
         // A lone surrogate: serde_json's IgnoredAny would let it through.
         assert!(from_slice(br#"{"drop": "\ud800"}"#, &SHAPE).is_err());
         assert!(from_slice(br#"{"other": {"\ud800": 1}}"#, &SHAPE).is_err());
