@@ -74,12 +74,25 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read");
-        let object: Value = serde_saphyr::from_str(&text).expect("YAML");
-        let (group, version) = match object["apiVersion"].as_str().expect("apiVersion") {
-            "v1" => ("", "v1"),
-            other => other.split_once('/').expect("group/version"),
+        let manifest: Value = serde_saphyr::from_str(&text).expect("YAML");
+        // The same workload as each kind rollguard handles with a template.
+        let kinds: &[&str] = if manifest["kind"] == "Deployment" {
+            &["Deployment", "StatefulSet", "DaemonSet"]
+        } else {
+            &[""]
         };
-        for operation in ["CREATE", "UPDATE"] {
+        for (kind, operation) in kinds
+            .iter()
+            .flat_map(|kind| ["CREATE", "UPDATE"].map(|operation| (*kind, operation)))
+        {
+            let mut object = manifest.clone();
+            if !kind.is_empty() {
+                object["kind"] = json!(kind);
+            }
+            let (group, version) = match object["apiVersion"].as_str().expect("apiVersion") {
+                "v1" => ("", "v1"),
+                other => other.split_once('/').expect("group/version"),
+            };
             let review = json!({
                 "apiVersion": "admission.k8s.io/v1",
                 "kind": "AdmissionReview",
@@ -97,7 +110,7 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
                 }
             });
             let body = serde_json::to_vec(&review).expect("encode");
-            patched += assert_same_answers(&path.display().to_string(), &body);
+            patched += assert_same_answers(&format!("{} as {kind}", path.display()), &body);
         }
         objects += 1;
     }
