@@ -3,15 +3,12 @@
 //! Working on the raw document keeps every field the typed Kubernetes structs
 //! do not know.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
 /// One step of a path into a JSON document.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Key(String),
     Index(usize),
@@ -98,10 +95,103 @@ pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
 /// last: the same operations in the same order.
 #[derive(Debug, Default)]
 pub struct Writes {
-    /// Disjoint places written (none is a prefix of another), each with what
-    /// was there before the first write: `None` where nothing was. Ordered by
-    /// path, so the places inside one are the ones right after it.
-    touched: BTreeMap<Vec<Step>, Option<Value>>,
+    /// The places written, as a tree of path steps. Places are disjoint: a
+    /// written node has no written node below it.
+    root: Place,
+}
+
+#[derive(Debug, Default)]
+struct Place {
+    /// Set when this place was written: what was there before the first
+    /// write (`None`: nothing was).
+    written: Option<Option<Value>>,
+    children: Vec<(Step, Place)>,
+}
+
+impl Place {
+    fn child(&self, step: &Step) -> Option<&Place> {
+        self.children
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, place)| place)
+    }
+
+    fn child_mut(&mut self, step: &Step) -> &mut Place {
+        let found = self.children.iter().position(|(s, _)| s == step);
+        let index = found.unwrap_or_else(|| {
+            self.children.push((step.clone(), Place::default()));
+            self.children.len() - 1
+        });
+        &mut self.children[index].1
+    }
+
+    /// Whether `path` lies in a written place.
+    fn covers(&self, path: &[Step]) -> bool {
+        let mut place = self;
+        for step in path {
+            if place.written.is_some() {
+                return true;
+            }
+            match place.child(step) {
+                Some(child) => place = child,
+                None => return false,
+            }
+        }
+        place.written.is_some()
+    }
+
+    /// Puts back into `doc`, the value of this place, what was there before
+    /// the writes below it (`relative`: the path from this place so far).
+    fn restore_into(&self, doc: &mut Value, relative: &mut Vec<Step>) {
+        for (step, child) in &self.children {
+            relative.push(step.clone());
+            match &child.written {
+                Some(Some(before)) => {
+                    set(doc, relative, before.clone());
+                }
+                Some(None) => remove(doc, relative),
+                None => child.restore_into(doc, relative),
+            }
+            relative.pop();
+        }
+    }
+
+    /// Emits the operations of this place and those below it, in document
+    /// order (the order `json_patch::diff` walks).
+    fn emit(&self, now: Option<&Value>, pointer: &mut PointerBuf, patch: &mut Patch) {
+        let Some(now) = now else {
+            return;
+        };
+        match &self.written {
+            Some(None) => patch.0.push(PatchOperation::Add(AddOperation {
+                path: pointer.clone(),
+                value: now.clone(),
+            })),
+            Some(Some(before)) => diff_value(before, now, pointer, patch),
+            None => {
+                let mut order: Vec<(usize, &Step, &Place)> = self
+                    .children
+                    .iter()
+                    .map(|(step, child)| (position_in(now, step), step, child))
+                    .collect();
+                order.sort_by_key(|(position, _, _)| *position);
+                for (_, step, child) in order {
+                    let below = match step {
+                        Step::Key(key) => {
+                            pointer.push_back(key);
+                            now.get(key.as_str())
+                        }
+                        Step::Index(index) => {
+                            pointer.push_back(*index);
+                            now.get(*index)
+                        }
+                    };
+                    child.emit(below, pointer, patch);
+                    pointer.pop_back();
+                }
+            }
+        }
+    }
 }
 
 impl Writes {
@@ -113,77 +203,47 @@ impl Writes {
     /// when the path runs through a value that is neither an object nor a
     /// fitting array.
     pub fn set(&mut self, doc: &mut Value, path: &[Step], value: Value) -> bool {
-        // The touched places are disjoint, so one inside which `path` lies
-        // is the greatest touched path not above `path`.
-        let covered = self
-            .touched
-            .range::<[Step], _>((Bound::Unbounded, Bound::Included(path)))
-            .next_back()
-            .is_some_and(|(place, _)| path.starts_with(place));
-        if !covered {
+        if !self.root.covers(path) {
             match first_change(doc, path, &value) {
                 Change::Unwritable => return false,
                 Change::Unchanged => return true,
-                Change::At { depth, before } => self.remember(path[..depth].to_vec(), before),
+                Change::At { depth, before } => self.remember(&path[..depth], before),
             }
         }
         set(doc, path, value)
     }
 
-    fn remember(&mut self, path: Vec<Step>, mut before: Option<Value>) {
+    fn remember(&mut self, path: &[Step], mut before: Option<Value>) {
+        let place = path
+            .iter()
+            .fold(&mut self.root, |place, step| place.child_mut(step));
         // Places written earlier inside this one: what was there before them
         // goes back into `before`, which was read after them.
-        let inside: Vec<Vec<Step>> = self
-            .touched
-            .range::<[Step], _>((Bound::Excluded(path.as_slice()), Bound::Unbounded))
-            .map(|(inner, _)| inner)
-            .take_while(|inner| inner.starts_with(&path))
-            .cloned()
-            .collect();
-        for inner in inside {
-            let earlier = self.touched.remove(&inner).flatten();
-            if let Some(before) = before.as_mut() {
-                let relative = &inner[path.len()..];
-                match earlier {
-                    Some(value) => {
-                        set(before, relative, value);
-                    }
-                    None => remove(before, relative),
-                }
-            }
+        if let Some(before) = before.as_mut() {
+            place.restore_into(before, &mut Vec::new());
         }
-        self.touched.insert(path, before);
+        place.children.clear();
+        place.written = Some(before);
     }
 
     /// The RFC 6902 patch from the document before the first write to `doc`.
     pub fn patch(&self, doc: &Value) -> Patch {
-        let mut order: Vec<(Vec<usize>, &[Step], &Option<Value>)> = self
-            .touched
-            .iter()
-            .map(|(path, before)| (position(doc, path), path.as_slice(), before))
-            .collect();
-        order.sort_by(|a, b| a.0.cmp(&b.0));
         let mut patch = Patch::default();
-        for (_, path, before) in order {
-            let Some(now) = get(doc, path) else {
-                continue;
-            };
-            let mut pointer = PointerBuf::new();
-            for step in path {
-                match step {
-                    Step::Key(key) => pointer.push_back(key),
-                    Step::Index(index) => pointer.push_back(*index),
-                }
-            }
-            match before {
-                None => patch.0.push(PatchOperation::Add(AddOperation {
-                    path: pointer,
-                    value: now.clone(),
-                })),
-                Some(before) => diff_value(before, now, &mut pointer, &mut patch),
-            }
-        }
+        self.root
+            .emit(Some(doc), &mut PointerBuf::new(), &mut patch);
         patch
+    }
+}
+
+/// Where `step` sits among the children of `node` in document order: the
+/// member's place among its object's keys, or the array index.
+fn position_in(node: &Value, step: &Step) -> usize {
+    match step {
+        Step::Key(key) => node
+            .as_object()
+            .and_then(|object| object.keys().position(|k| k == key))
+            .unwrap_or(usize::MAX),
+        Step::Index(index) => *index,
     }
 }
 
@@ -259,27 +319,6 @@ fn remove(doc: &mut Value, path: &[Step]) {
     if let Some(Value::Object(object)) = parent {
         object.remove(last.as_str());
     }
-}
-
-/// Where `path` sits in a walk of `doc` in document order: per step, the
-/// member's place among its object's keys, or the array index.
-fn position(doc: &Value, path: &[Step]) -> Vec<usize> {
-    let mut node = Some(doc);
-    path.iter()
-        .map(|step| match step {
-            Step::Key(key) => {
-                let object = node.and_then(Value::as_object);
-                node = object.and_then(|o| o.get(key.as_str()));
-                object
-                    .and_then(|o| o.keys().position(|k| k == key))
-                    .unwrap_or(usize::MAX)
-            }
-            Step::Index(index) => {
-                node = node.and_then(|n| n.get(*index));
-                *index
-            }
-        })
-        .collect()
 }
 
 /// Reads the value at `path`, if present.
