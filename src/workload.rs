@@ -1,5 +1,7 @@
-//! Typed, read-only views of the objects rollguard handles. Reading goes
-//! through k8s-openapi types for clarity; writing goes into the raw JSON.
+//! Typed, read-only views of the objects rollguard handles: rollguard's own
+//! structs for the pod spec (only the fields the rules read, each with its
+//! k8s-openapi type), k8s-openapi types for the rest; writing goes into the
+//! raw JSON.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,6 +116,10 @@ impl Rollout {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
+    /// Missing or null reads as empty, as k8s-openapi reads it: the API
+    /// server calls mutating webhooks before validating, so an object without
+    /// containers reaches rollguard and must get the API server's own error.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<Container>,
     pub termination_grace_period_seconds: Option<i64>,
 }
@@ -192,11 +198,23 @@ static CONTAINER_SHAPE: Keep = Keep::Members(
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
+    /// Missing or null reads as empty, as k8s-openapi reads it.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     pub lifecycle: Option<Lifecycle>,
     pub ports: Option<Vec<ContainerPort>>,
     pub readiness_probe: Option<Probe>,
     pub liveness_probe: Option<Probe>,
+}
+
+/// A field whose `null` means its default, as k8s-openapi reads required
+/// fields.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// A typed view of one object.

@@ -1045,3 +1045,44 @@ fn mutated_annotation_records_rules_and_merges_with_earlier_ones() {
         &json!("single-replica,prestop-sleep,grace-period")
     );
 }
+
+/// The API server calls mutating webhooks before it validates, so an object
+/// without containers (Go writes an empty list as `null`) or with a nameless
+/// container reaches rollguard. It must not answer 500: the API server's own
+/// "Required value" error is the one the user needs.
+#[test]
+fn missing_or_null_containers_and_names_read_as_empty() {
+    for containers in [json!(null), json!([])] {
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["containers"] = containers.clone();
+        let v = mutate(&d);
+        assert!(
+            v.mutations
+                .iter()
+                .all(|m| !m.field.contains("containers")),
+            "{containers}: {:?}",
+            v.mutations
+        );
+    }
+    let mut d = deployment();
+    d["spec"]["template"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("containers");
+    run(&d, Stage::Full, Mode::Enforce, &Settings::default());
+
+    let mut d = deployment();
+    let container = d["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap();
+    container.remove("name");
+    container.remove("lifecycle");
+    let v = mutate(&d);
+    assert!(
+        v.mutations
+            .iter()
+            .any(|m| m.field == "spec.template.spec.containers[].lifecycle.preStop"),
+        "{:?}",
+        v.mutations
+    );
+}
