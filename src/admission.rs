@@ -1,6 +1,8 @@
 //! AdmissionReview in, AdmissionReview out. Decodes the envelope with kube's
-//! admission types, keeps the object as raw JSON for the engine, and encodes
-//! the reply in the exact wire form the API server accepts.
+//! admission types and the object as raw JSON, keeping only the fields the
+//! rules read or write ([`crate::pruned`]), and encodes the reply in the exact
+//! wire form the API server accepts. The patch touches only the places
+//! rollguard writes, so fields it skipped or does not know are never dropped.
 
 use std::collections::BTreeMap;
 
@@ -99,7 +101,7 @@ pub struct ReviewLog {
 
 /// Answers one admission review body for a route.
 pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
-    answer_read_as(route, body, config, &REVIEW_SHAPE)
+    answer_read_as(route, body, config, Some(&REVIEW_SHAPE))
 }
 
 /// What of a review the webhook reads: the request's envelope whole, its
@@ -115,18 +117,19 @@ static REVIEW_SHAPE: Keep = Keep::Members(
     &Keep::All,
 );
 
-/// [`answer`], reading the whole review into memory: what tests compare
-/// [`answer`] against, to show that the fields it skips change nothing.
+/// [`answer`], reading the whole review with `serde_json::from_slice`: what
+/// tests compare [`answer`] against, to show that the fields it skips change
+/// nothing.
 #[doc(hidden)]
 pub fn answer_reading_everything(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
-    answer_read_as(route, body, config, &Keep::All)
+    answer_read_as(route, body, config, None)
 }
 
 fn answer_read_as(
     route: Route,
     body: &[u8],
     config: &PolicyConfig,
-    shape: &'static Keep,
+    shape: Option<&'static Keep>,
 ) -> ReviewReply {
     let mut request = match decode(body, shape) {
         Ok(request) => request,
@@ -172,8 +175,8 @@ fn answer_read_as(
     }
 }
 
-/// The request with the object kept as raw JSON: the typed envelope is read
-/// without it, so fields unknown to k8s-openapi are never dropped.
+/// The request with the object kept as raw JSON (pruned to what the rules
+/// use): the typed envelope is read without it.
 struct Request {
     uid: String,
     kind: kube::core::GroupVersionKind,
@@ -190,9 +193,12 @@ impl From<&Request> for AdmissionResponse {
     }
 }
 
-fn decode(body: &[u8], shape: &'static Keep) -> Result<Request, String> {
-    let mut review = pruned::from_slice(body, shape)
-        .map_err(|err| format!("request body is not JSON: {err}"))?;
+fn decode(body: &[u8], shape: Option<&'static Keep>) -> Result<Request, String> {
+    let parsed = match shape {
+        Some(shape) => pruned::from_slice(body, shape),
+        None => serde_json::from_slice(body),
+    };
+    let mut review = parsed.map_err(|err| format!("request body is not JSON: {err}"))?;
     let api_version = review
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -467,5 +473,40 @@ fn plain(status: u16, message: String, mut log: ReviewLog, outcome: &'static str
         status,
         body: message.into_bytes(),
         log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// `encode` writes kube's response fields itself (to put the patch in as
+    /// base64); it must write every field kube's own serialisation writes, so
+    /// a field a newer kube adds is not silently dropped.
+    #[test]
+    fn the_reply_carries_every_field_of_kubes_own_serialisation() {
+        let body = include_bytes!("../tests/fixtures/admission/pod-create.json");
+        let request = decode(body, None).expect("a captured review");
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "add", "path": "/metadata/annotations", "value": {"a/b": "c"}}
+        ]))
+        .unwrap();
+        let mut allowed = AdmissionResponse::from(&request).with_patch(patch).unwrap();
+        allowed.warnings = Some(vec!["careful".to_string()]);
+        allowed
+            .audit_annotations
+            .insert("mutated".to_string(), "prestop-sleep".to_string());
+        let denied = AdmissionResponse::from(&request).deny("no");
+        for response in [allowed, denied, AdmissionResponse::from(&request)] {
+            let mut kubes = serde_json::to_value(response.clone().into_review()).unwrap();
+            if let Some(numbers) = kubes["response"].get("patch").cloned() {
+                let bytes: Vec<u8> = serde_json::from_value(numbers).unwrap();
+                kubes["response"]["patch"] =
+                    Value::from(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+            let ours: Value = serde_json::from_slice(&encode(response).unwrap()).unwrap();
+            assert_eq!(ours, kubes);
+        }
     }
 }

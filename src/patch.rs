@@ -1,7 +1,6 @@
-//! Writing into the raw JSON document and computing the JSON Patch as the
-//! difference between what was received and what rollguard would admit.
-//! Working on the raw document keeps every field the typed Kubernetes structs
-//! do not know.
+//! Writing into the raw JSON document and the JSON Patch of those writes
+//! ([`Writes`]). The patch names only the places written, so every field the
+//! typed Kubernetes structs do not know is left as it was.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
@@ -333,10 +332,9 @@ pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
 /// pointers with `~` and `/` escaped (annotation keys contain `/`).
 ///
 /// The same operations, in the same order, as `json_patch::diff`, but
-/// `admitted` is a copy of `received` with a few fields written, so subtrees
-/// still identical to the received ones are skipped without building their
-/// paths or looking their keys up: the whole-document diff was a fifth of a
-/// review's cost.
+/// subtrees still identical are skipped without building their paths or
+/// looking their keys up. [`Writes`] uses it for a place it replaced; the
+/// engine no longer diffs whole documents.
 pub fn diff(received: &Value, admitted: &Value) -> json_patch::Patch {
     let mut patch = json_patch::Patch::default();
     diff_value(received, admitted, &mut PointerBuf::new(), &mut patch);

@@ -5,6 +5,7 @@
 //! which the rules read a few fields; building a tree of the rest was most of
 //! a review's cost (docs/performance.md).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -55,6 +56,41 @@ impl<'de> DeserializeSeed<'de> for Shaped {
             Keep::Skip => deserializer.deserialize_any(Discard).map(|()| Value::Null),
             shape => deserializer.deserialize_any(ShapedVisitor(shape)),
         }
+    }
+}
+
+/// A member name, borrowed from the body unless it holds escapes: a skipped
+/// member costs no allocation. (serde's own `Cow<str>` is always owned.)
+struct MemberName;
+
+impl<'de> DeserializeSeed<'de> for MemberName {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberName {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -176,7 +212,7 @@ impl<'de> Visitor<'de> for ShapedVisitor {
             _ => (&[][..], &Keep::All),
         };
         let mut object = Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(MemberName)? {
             let shape = members
                 .iter()
                 .find(|(name, _)| *name == key)
@@ -240,9 +276,34 @@ mod tests {
         assert!(from_slice(br#"{"other": {"\ud800": 1}}"#, &SHAPE).is_err());
     }
 
+    /// Every member kept but the ones named `Skip`.
+    static KEEP_REST: Keep = Keep::Members(&[("drop", &Keep::Skip)], &Keep::All);
+
     #[test]
     fn escaped_keys_are_matched_after_unescaping() {
         let text = br#"{"ke\u0065p": 1, "dr\u006fp": 2}"#;
         assert_eq!(from_slice(text, &SHAPE).unwrap(), json!({"keep": 1}));
+        let text = br#"{"other": 1, "dr\u006fp": 2, "\u00e9": 3}"#;
+        assert_eq!(
+            from_slice(text, &KEEP_REST).unwrap(),
+            json!({"other": 1, "é": 3})
+        );
+    }
+
+    #[test]
+    fn named_members_follow_their_shape_and_the_rest_theirs() {
+        let text = br#"{"drop": {"a": 1}, "other": {"b": [1, {"c": null}]}, "n": 2.5}"#;
+        assert_eq!(
+            from_slice(text, &KEEP_REST).unwrap(),
+            json!({"other": {"b": [1, {"c": null}]}, "n": 2.5})
+        );
+    }
+
+    #[test]
+    fn a_repeated_member_keeps_the_last_value_as_the_full_parser_does() {
+        let text = br#"{"keep": 1, "other": 0, "keep": {"x": 2}}"#;
+        let full: Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(from_slice(text, &KEEP_REST).unwrap(), full);
+        assert_eq!(from_slice(text, &SHAPE).unwrap(), json!({"keep": {"x": 2}}));
     }
 }

@@ -171,6 +171,7 @@ proptest! {
 fn diff_matches_json_patch_on_every_captured_review() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
     let mut checked = 0;
+    let mut patched = 0;
     for entry in std::fs::read_dir(&dir).expect("fixtures") {
         let path = entry.expect("entry").path();
         let review: Value =
@@ -195,8 +196,13 @@ fn diff_matches_json_patch_on_every_captured_review() {
             path.display()
         );
         checked += 1;
+        patched += usize::from(!verdict.patch.0.is_empty());
     }
     assert!(checked > 0, "no review under {}", dir.display());
+    assert!(
+        patched > 0,
+        "no captured review was patched: nothing compared"
+    );
 }
 
 #[test]

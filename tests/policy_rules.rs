@@ -1057,9 +1057,7 @@ fn missing_or_null_containers_and_names_read_as_empty() {
         d["spec"]["template"]["spec"]["containers"] = containers.clone();
         let v = mutate(&d);
         assert!(
-            v.mutations
-                .iter()
-                .all(|m| !m.field.contains("containers")),
+            v.mutations.iter().all(|m| !m.field.contains("containers")),
             "{containers}: {:?}",
             v.mutations
         );

@@ -75,9 +75,10 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
         }
         let text = std::fs::read_to_string(&path).expect("read");
         let manifest: Value = serde_saphyr::from_str(&text).expect("YAML");
-        // The same workload as each kind rollguard handles with a template.
+        // The same workload as each kind rollguard handles, and the pod its
+        // template makes (created by a controller: generateName, no name).
         let kinds: &[&str] = if manifest["kind"] == "Deployment" {
-            &["Deployment", "StatefulSet", "DaemonSet"]
+            &["Deployment", "StatefulSet", "DaemonSet", "Pod"]
         } else {
             &[""]
         };
@@ -86,7 +87,17 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
             .flat_map(|kind| ["CREATE", "UPDATE"].map(|operation| (*kind, operation)))
         {
             let mut object = manifest.clone();
-            if !kind.is_empty() {
+            if kind == "Pod" {
+                let mut metadata = object["spec"]["template"]["metadata"].clone();
+                metadata["generateName"] = json!("web-7d4b9c-");
+                metadata["namespace"] = object["metadata"]["namespace"].clone();
+                object = json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": metadata,
+                    "spec": object["spec"]["template"]["spec"].clone(),
+                });
+            } else if !kind.is_empty() {
                 object["kind"] = json!(kind);
             }
             let (group, version) = match object["apiVersion"].as_str().expect("apiVersion") {
@@ -100,7 +111,7 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
                     "uid": "0b5cd4a1-3e0c-4a5e-9a51-6f1d2a7c9e10",
                     "kind": {"group": group, "version": version, "kind": object["kind"]},
                     "resource": {"group": group, "version": version, "resource": "deployments"},
-                    "name": object["metadata"]["name"],
+                    "name": object["metadata"].get("name").cloned().unwrap_or_default(),
                     "namespace": object["metadata"]["namespace"],
                     "operation": operation,
                     "userInfo": {"username": "kubernetes-admin"},
@@ -110,7 +121,8 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
                 }
             });
             let body = serde_json::to_vec(&review).expect("encode");
-            patched += assert_same_answers(&format!("{} as {kind}", path.display()), &body);
+            let name = format!("{} as {kind} {operation}", path.display());
+            patched += assert_same_answers(&name, &body);
         }
         objects += 1;
     }
@@ -119,4 +131,64 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
         patched > 0,
         "no example was patched: the comparison saw no mutation"
     );
+}
+
+/// The rules read the pod spec through rollguard's own narrow structs; they
+/// must read every field they have as k8s-openapi's full `PodSpec` reads it.
+#[test]
+fn the_rules_pod_spec_reads_what_k8s_openapi_reads() {
+    use k8s_openapi::api::core::v1::PodSpec as FullPodSpec;
+    use rollguard::workload::PodSpec;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut specs: Vec<(String, Value)> = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/fixtures/admission")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let review: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).unwrap();
+        for side in ["object", "oldObject"] {
+            let object = &review["request"][side];
+            for spec in [&object["spec"]["template"]["spec"], &object["spec"]] {
+                if spec.get("containers").is_some() {
+                    specs.push((format!("{} {side}", path.display()), spec.clone()));
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(root.join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let object: Value = serde_saphyr::from_str(&text).expect("YAML");
+            specs.push((
+                path.display().to_string(),
+                object["spec"]["template"]["spec"].clone(),
+            ));
+        }
+    }
+    // What the API server may send before it validates: nothing, or nulls.
+    specs.push(("no containers".into(), json!({"restartPolicy": "Always"})));
+    specs.push(("null containers".into(), json!({"containers": null})));
+    specs.push((
+        "nameless container".into(),
+        json!({"containers": [{"image": "x"}]}),
+    ));
+    specs.push(("null name".into(), json!({"containers": [{"name": null}]})));
+
+    assert!(specs.len() >= 30, "only {} pod specs", specs.len());
+    for (name, spec) in specs {
+        let full: FullPodSpec = serde_json::from_value(spec.clone()).expect(&name);
+        let ours: PodSpec = serde_json::from_value(spec).expect(&name);
+        assert_eq!(
+            ours.termination_grace_period_seconds, full.termination_grace_period_seconds,
+            "{name}"
+        );
+        assert_eq!(ours.containers.len(), full.containers.len(), "{name}");
+        for (ours, full) in ours.containers.iter().zip(&full.containers) {
+            assert_eq!(ours.name, full.name, "{name}");
+            assert_eq!(ours.lifecycle, full.lifecycle, "{name}");
+            assert_eq!(ours.ports, full.ports, "{name}");
+            assert_eq!(ours.readiness_probe, full.readiness_probe, "{name}");
+            assert_eq!(ours.liveness_probe, full.liveness_probe, "{name}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The policy engine: a pure function from an object and the settings to a
 //! verdict (mutations, the patch, violations). No I/O, no clock, no globals:
-//! the webhook, `rollguard check` and the tests all call [`evaluate`].
+//! the webhook ([`evaluate_owned`], on the object it decoded), `rollguard
+//! check` and the tests ([`evaluate`]) run the same code.
 
 mod findings;
 pub mod grace;
@@ -100,7 +101,8 @@ pub struct Verdict {
     pub mutations: Vec<Mutation>,
     /// The JSON Patch to return; empty unless enforce mode changed something.
     pub patch: json_patch::Patch,
-    /// The object as rollguard admits it (with the patch applied).
+    /// The object as rollguard admits it (with the patch applied); in the
+    /// webhook, only the fields the rules read (`workload::OBJECT_SHAPE`).
     pub admitted: Value,
     /// Violations; empty for the mutate stage.
     pub violations: Vec<Violation>,
@@ -182,7 +184,7 @@ impl Context<'_> {
     }
 }
 
-/// Evaluates one object. The only entry point of the engine.
+/// Evaluates one object lent by the caller (it is copied once).
 pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdict, EngineError> {
     evaluate_owned(
         request.kind,
