@@ -7,7 +7,7 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOp
 use serde_json::{Map, Value};
 
 /// One step of a path into a JSON document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Key(String),
     Index(usize),
@@ -104,23 +104,27 @@ struct Place {
     /// Set when this place was written: what was there before the first
     /// write (`None`: nothing was).
     written: Option<Option<Value>>,
+    /// Sorted by step, for a binary search: a Pod's containers node has one
+    /// child per container.
     children: Vec<(Step, Place)>,
 }
 
 impl Place {
     fn child(&self, step: &Step) -> Option<&Place> {
         self.children
-            .iter()
-            .find(|(s, _)| s == step)
-            .map(|(_, place)| place)
+            .binary_search_by(|(s, _)| s.cmp(step))
+            .ok()
+            .map(|index| &self.children[index].1)
     }
 
     fn child_mut(&mut self, step: &Step) -> &mut Place {
-        let found = self.children.iter().position(|(s, _)| s == step);
-        let index = found.unwrap_or_else(|| {
-            self.children.push((step.clone(), Place::default()));
-            self.children.len() - 1
-        });
+        let index = match self.children.binary_search_by(|(s, _)| s.cmp(step)) {
+            Ok(index) => index,
+            Err(index) => {
+                self.children.insert(index, (step.clone(), Place::default()));
+                index
+            }
+        };
         &mut self.children[index].1
     }
 
