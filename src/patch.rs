@@ -121,7 +121,8 @@ impl Place {
         let index = match self.children.binary_search_by(|(s, _)| s.cmp(step)) {
             Ok(index) => index,
             Err(index) => {
-                self.children.insert(index, (step.clone(), Place::default()));
+                self.children
+                    .insert(index, (step.clone(), Place::default()));
                 index
             }
         };
