@@ -2,20 +2,30 @@
 //! ([`Writes`]). The patch names only the places written, so every field the
 //! typed Kubernetes structs do not know is left as it was.
 
+use std::borrow::Cow;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
-/// One step of a path into a JSON document.
+/// One step of a path into a JSON document. Keys are mostly field names
+/// known at compile time: those are borrowed, not copied, so building and
+/// cloning a path allocates only for keys made at run time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
-    Key(String),
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
-impl From<&str> for Step {
-    fn from(key: &str) -> Self {
-        Step::Key(key.to_string())
+impl From<&'static str> for Step {
+    fn from(key: &'static str) -> Self {
+        Step::Key(Cow::Borrowed(key))
+    }
+}
+
+impl From<String> for Step {
+    fn from(key: String) -> Self {
+        Step::Key(Cow::Owned(key))
     }
 }
 
@@ -50,7 +60,7 @@ pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
                 let Some(object) = node.as_object_mut() else {
                     return false;
                 };
-                let child = object.entry(key.clone()).or_insert(Value::Null);
+                let child = object.entry(key.as_ref()).or_insert(Value::Null);
                 if child.is_null() {
                     *child = Value::Object(Map::new());
                 }
@@ -69,7 +79,7 @@ pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
             }
             match node.as_object_mut() {
                 Some(object) => {
-                    object.insert(key.clone(), value);
+                    object.insert(key.to_string(), value);
                     true
                 }
                 None => false,
@@ -182,8 +192,8 @@ impl Place {
                 for (_, step, child) in order {
                     let below = match step {
                         Step::Key(key) => {
-                            pointer.push_back(key);
-                            now.get(key.as_str())
+                            pointer.push_back(key.as_ref());
+                            now.get(key.as_ref())
                         }
                         Step::Index(index) => {
                             pointer.push_back(*index);
@@ -267,7 +277,7 @@ fn first_change(doc: &Value, path: &[Step], value: &Value) -> Change {
     for (depth, step) in path.iter().enumerate() {
         let child = match step {
             Step::Key(key) => match node {
-                Value::Object(object) => object.get(key.as_str()),
+                Value::Object(object) => object.get(key.as_ref()),
                 // `set` turns a null document into an object.
                 Value::Null => {
                     return Change::At {
@@ -317,18 +327,18 @@ fn remove(doc: &mut Value, path: &[Step]) {
         return;
     };
     let parent = parents.iter().try_fold(doc, |node, step| match step {
-        Step::Key(key) => node.get_mut(key.as_str()),
+        Step::Key(key) => node.get_mut(key.as_ref()),
         Step::Index(index) => node.get_mut(*index),
     });
     if let Some(Value::Object(object)) = parent {
-        object.remove(last.as_str());
+        object.remove(last.as_ref());
     }
 }
 
 /// Reads the value at `path`, if present.
 pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
     path.iter().try_fold(doc, |node, step| match step {
-        Step::Key(key) => node.get(key.as_str()),
+        Step::Key(key) => node.get(key.as_ref()),
         Step::Index(index) => node.get(*index),
     })
 }

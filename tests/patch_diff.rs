@@ -78,7 +78,7 @@ fn walk<'a>(mut node: &'a mut Value, route: &[usize]) -> &'a mut Value {
 /// `/`) and array indexes (some past the end).
 fn steps() -> impl Strategy<Value = Vec<patch::Step>> {
     let step = prop_oneof![
-        "[a-e~/]{1,2}".prop_map(patch::Step::Key),
+        "[a-e~/]{1,2}".prop_map(patch::Step::from),
         (0usize..3).prop_map(patch::Step::Index),
     ];
     prop::collection::vec(step, 0..5)

@@ -58,7 +58,7 @@ fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
                 let key = s.replace("~1", "/").replace("~0", "~");
                 match key.parse::<usize>() {
                     Ok(i) => Step::Index(i),
-                    Err(_) => Step::Key(key),
+                    Err(_) => Step::from(key),
                 }
             })
             .collect();
@@ -72,7 +72,7 @@ fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
                 .and_then(|p| p.as_object().cloned())
             {
                 let mut map = map;
-                map.remove(key);
+                map.remove(key.as_ref());
                 assert!(patch::set(&mut object, parent, Value::Object(map)));
             }
         } else {

@@ -353,7 +353,7 @@ fn apply(
             if let Some(value) = workload.annotations.get(key) {
                 if workload.template_annotations.get(key) != Some(value) {
                     let mut path = template_path.clone();
-                    path.push(Step::Key(key.to_string()));
+                    path.push(Step::from(key));
                     write(
                         writes,
                         doc,

@@ -149,7 +149,7 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
 fn field_mutation(
     rule: Rule,
     action: Action,
-    name: &str,
+    name: &'static str,
     old: &IntOrString,
     new: Option<i32>,
 ) -> Option<Mutation> {
