@@ -95,9 +95,10 @@ impl<'de> Visitor<'de> for MemberName {
 }
 
 /// Reads a value and keeps nothing of it. Unlike `serde::de::IgnoredAny`,
-/// which serde_json skips without checking string escapes, every string is
-/// read as the full parser reads it: a body the floor of any webhook would
-/// refuse as not JSON is refused here too.
+/// which serde_json skips without checking `\u` escapes for lone UTF-16
+/// surrogates and without counting nesting toward its depth limit, every
+/// value is read as the full parser reads it: a body the floor of any webhook
+/// would refuse is refused here too (tests/operations.rs sends such bodies).
 #[derive(Clone, Copy)]
 struct Discard;
 
