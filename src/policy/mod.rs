@@ -226,56 +226,44 @@ pub fn evaluate_owned(
         settings,
         declared: &declared,
     };
-    // Invalid annotations stop every change to the object.
-    let mutable = problems.is_empty();
     let enforced = mode == EffectiveMode::Enforce;
-    match stage {
-        // Validating an enforced object judges it as it will be stored.
-        Stage::Validate if enforced => {
-            verdict.violations = judge(&received, &ctx, &problems);
-            verdict.admitted = object;
-        }
-        // Enforce mode stores the mutated object: write into it in place.
-        Stage::Mutate | Stage::Full if enforced => {
-            let mut admitted = object;
-            let mut writes = patch::Writes::new();
-            let mutations = if mutable {
-                let mutations = plan_mutations(&received, &ctx);
-                apply(&mut admitted, &mutations, &received, &ctx, &mut writes)?;
-                mutations
-            } else {
-                Vec::new()
-            };
-            if stage == Stage::Full {
-                let judged = Workload::read(kind, &admitted)?;
-                verdict.violations = judge(&judged, &ctx, &problems);
-            }
-            verdict.patch = writes.patch(&admitted);
-            verdict.admitted = admitted;
-            verdict.mutations = mutations;
-        }
-        // Audit mode, and validating an audited object: judge what enforce
-        // mode would store, admit the object as received.
-        _ => {
-            let mut would_admit = object.clone();
-            let mutations = if mutable {
-                let mutations = plan_mutations(&received, &ctx);
-                let mut writes = patch::Writes::new();
-                apply(&mut would_admit, &mutations, &received, &ctx, &mut writes)?;
-                mutations
-            } else {
-                Vec::new()
-            };
-            if stage != Stage::Mutate {
-                let judged = Workload::read(kind, &would_admit)?;
-                verdict.violations = judge(&judged, &ctx, &problems);
-            }
-            if stage != Stage::Validate {
-                verdict.mutations = mutations;
-            }
-            verdict.admitted = object;
-        }
+    // Validating an enforced object judges it as it will be stored.
+    if stage == Stage::Validate && enforced {
+        verdict.violations = judge(&received, &ctx, &problems);
+        verdict.admitted = object;
+        return Ok(verdict);
     }
+    // Everything else judges what enforce mode would store. Enforce mode
+    // stores it, so the mutations go into the received object in place;
+    // audit mode admits the object unchanged, so they go into a copy.
+    let (mut would_admit, unchanged) = if enforced {
+        (object, None)
+    } else {
+        (object.clone(), Some(object))
+    };
+    let mut writes = patch::Writes::new();
+    // Invalid annotations stop every change to the object.
+    let mutations = if problems.is_empty() {
+        let mutations = plan_mutations(&received, &ctx);
+        apply(&mut would_admit, &mutations, &received, &ctx, &mut writes)?;
+        mutations
+    } else {
+        Vec::new()
+    };
+    if stage != Stage::Mutate {
+        let judged = Workload::read(kind, &would_admit)?;
+        verdict.violations = judge(&judged, &ctx, &problems);
+    }
+    if stage != Stage::Validate {
+        verdict.mutations = mutations;
+    }
+    verdict.admitted = match unchanged {
+        Some(object) => object,
+        None => {
+            verdict.patch = writes.patch(&would_admit);
+            would_admit
+        }
+    };
     Ok(verdict)
 }
 
