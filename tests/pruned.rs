@@ -10,6 +10,49 @@ use serde_json::{json, Value};
 
 use rollguard::admission::{self, PolicyConfig, Route};
 
+/// Every captured review: (file, body).
+fn captured_reviews() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+    let reviews: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let body = std::fs::read(&path).expect("read");
+            (path.display().to_string(), body)
+        })
+        .collect();
+    assert!(
+        reviews.len() >= 20,
+        "only {} reviews under {}",
+        reviews.len(),
+        dir.display()
+    );
+    reviews
+}
+
+/// Every example manifest: (file, object).
+fn example_manifests() -> Vec<(String, Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let manifests: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read");
+            (
+                path.display().to_string(),
+                serde_saphyr::from_str(&text).expect("YAML"),
+            )
+        })
+        .collect();
+    assert!(
+        manifests.len() >= 7,
+        "only {} example manifests",
+        manifests.len()
+    );
+    manifests
+}
+
 fn configs() -> [PolicyConfig; 2] {
     [
         PolicyConfig::default(),
@@ -43,20 +86,10 @@ fn assert_same_answers(name: &str, body: &[u8]) -> usize {
 
 #[test]
 fn every_captured_review_gets_the_answer_of_the_whole_object() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
-    let mut reviews = 0;
     let mut patched = 0;
-    for entry in std::fs::read_dir(&dir).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        let body = std::fs::read(&path).expect("read");
-        patched += assert_same_answers(&path.display().to_string(), &body);
-        reviews += 1;
+    for (name, body) in captured_reviews() {
+        patched += assert_same_answers(&name, &body);
     }
-    assert!(
-        reviews >= 20,
-        "only {reviews} reviews under {}",
-        dir.display()
-    );
     assert!(
         patched > 0,
         "no review was patched: the comparison saw no mutation"
@@ -65,16 +98,8 @@ fn every_captured_review_gets_the_answer_of_the_whole_object() {
 
 #[test]
 fn every_example_manifest_gets_the_answer_of_the_whole_object() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut objects = 0;
     let mut patched = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("read");
-        let manifest: Value = serde_saphyr::from_str(&text).expect("YAML");
+    for (file, manifest) in example_manifests() {
         // The same workload as each kind rollguard handles, and the pod its
         // template makes (created by a controller: generateName, no name).
         let kinds: &[&str] = if manifest["kind"] == "Deployment" {
@@ -121,12 +146,10 @@ fn every_example_manifest_gets_the_answer_of_the_whole_object() {
                 }
             });
             let body = serde_json::to_vec(&review).expect("encode");
-            let name = format!("{} as {kind} {operation}", path.display());
+            let name = format!("{file} as {kind} {operation}");
             patched += assert_same_answers(&name, &body);
         }
-        objects += 1;
     }
-    assert!(objects >= 7, "only {objects} example manifests");
     assert!(
         patched > 0,
         "no example was patched: the comparison saw no mutation"
@@ -140,30 +163,20 @@ fn the_rules_pod_spec_reads_what_k8s_openapi_reads() {
     use k8s_openapi::api::core::v1::PodSpec as FullPodSpec;
     use rollguard::workload::PodSpec;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut specs: Vec<(String, Value)> = Vec::new();
-    for entry in std::fs::read_dir(root.join("tests/fixtures/admission")).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        let review: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).unwrap();
+    for (file, body) in captured_reviews() {
+        let review: Value = serde_json::from_slice(&body).expect(&file);
         for side in ["object", "oldObject"] {
             let object = &review["request"][side];
             for spec in [&object["spec"]["template"]["spec"], &object["spec"]] {
                 if spec.get("containers").is_some() {
-                    specs.push((format!("{} {side}", path.display()), spec.clone()));
+                    specs.push((format!("{file} {side}"), spec.clone()));
                 }
             }
         }
     }
-    for entry in std::fs::read_dir(root.join("examples")).expect("examples") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
-            let text = std::fs::read_to_string(&path).expect("read");
-            let object: Value = serde_saphyr::from_str(&text).expect("YAML");
-            specs.push((
-                path.display().to_string(),
-                object["spec"]["template"]["spec"].clone(),
-            ));
-        }
+    for (file, object) in example_manifests() {
+        specs.push((file, object["spec"]["template"]["spec"].clone()));
     }
     // What the API server may send before it validates: nothing, or nulls.
     specs.push(("no containers".into(), json!({"restartPolicy": "Always"})));
