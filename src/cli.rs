@@ -109,6 +109,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,
 
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 with a GOAWAY); at the connection cap the idlest one is
+    /// closed at once to make room.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_nonzero_duration)]
+    pub idle_timeout: Duration,
+
     /// Upper bound on one admission request, body included; the API
     /// server's ?timeout= lowers it per request.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_nonzero_duration)]
@@ -407,6 +413,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state,
         timeouts: Timeouts {
             header_read: args.header_read_timeout,
+            idle: args.idle_timeout,
             shutdown_delay: args.shutdown_delay,
             drain: args.drain_timeout,
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
@@ -471,6 +478,7 @@ mod tests {
         assert_eq!(args.max_connections, 1024);
         assert_eq!(args.request_timeout, Duration::from_secs(30));
         assert_eq!(args.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.idle_timeout, server::DEFAULT_IDLE_TIMEOUT);
         assert_eq!(args.drain_timeout, Duration::from_secs(10));
         assert!(args.client_ca.is_none());
     }

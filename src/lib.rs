@@ -11,13 +11,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod admission;
 pub mod annotations;
+pub mod body_limit;
 pub mod catalog;
 pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster_version;
 pub mod config;
+pub mod connections;
 pub mod duration;
+pub mod evaluation_pool;
 pub mod k8s_semantics;
 pub mod metrics;
 pub mod patch;
