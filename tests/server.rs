@@ -1283,3 +1283,189 @@ async fn a_body_that_is_not_an_admission_review_gets_400_and_the_server_keeps_se
     })
     .await;
 }
+
+// ---------------------------------------------------------------- tests: cannot be knocked over
+
+const POD_REVIEW: &str = include_str!("fixtures/admission/pod-create.json");
+
+/// A fresh TLS connection that negotiated `alpn` and then sends nothing.
+async fn idle_connection(server: &TestServer, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut stream = tls_connect(server, alpn).await;
+    stream.flush().await.expect("flush");
+    stream
+}
+
+#[tokio::test]
+async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_client() {
+    bounded(async {
+        // Bounds far longer than the test: only eviction can make room.
+        let timeouts = Timeouts {
+            max_connections: 4,
+            header_read: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut idle = Vec::new();
+        for alpn in [H2, H2, H1, H1] {
+            idle.push(idle_connection(&server, alpn).await);
+        }
+        // Kept open, so that each needs a slot of its own.
+        let mut clients = Vec::new();
+        for alpn in [H2, H1] {
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(client_config(&server.cert_pem, alpn))
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let answered = client
+                .post(server.url("/mutate"))
+                .header("content-type", "application/json")
+                .body(POD_REVIEW)
+                .send()
+                .await
+                .expect("a new client is answered although idle connections fill the cap");
+            assert_eq!(answered.status(), 200);
+            clients.push(client);
+        }
+        // The idlest ones made room: at least two of them were closed.
+        let mut closed = 0;
+        for stream in &mut idle {
+            // An h2 server speaks first (its SETTINGS): read up to the end.
+            let mut chunk = [0u8; 1024];
+            let ended = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Ok(read) = stream.read(&mut chunk).await {
+                    if read == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            closed += usize::from(ended.is_ok());
+        }
+        assert!(closed >= 2, "{closed} idle connections were closed");
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_that_sends_no_preface_is_closed_after_the_first_request_bound() {
+    bounded(async {
+        let timeouts = Timeouts {
+            header_read: Duration::from_millis(300),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut silent = idle_connection(&server, H2).await;
+        assert_closed_within(&mut silent, Duration::from_secs(5)).await;
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_without_requests_is_closed_after_the_idle_bound() {
+    bounded(async {
+        let timeouts = Timeouts {
+            idle: Duration::from_millis(300),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let client = server.client(H2);
+        let answered = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        assert_eq!(answered.version(), reqwest::Version::HTTP_2);
+        assert_eq!(answered.status(), 200);
+        let deadline = Instant::now() + WAIT_BOUND;
+        loop {
+            let metrics = plain_client()
+                .get(server.ops_url("/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics body");
+            if metrics.lines().any(|line| line == "rollguard_connections_open 0") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "idle h2 connection still open:\n{metrics}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client reconnects as if nothing happened.
+        let again = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        assert_eq!(again.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_before_any_body_is_sent() {
+    bounded(async {
+        let server = start(1024, quick_timeouts()).await;
+        let mut stream = tls_connect(&server, H1).await;
+        stream
+            .write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+            .await
+            .expect("write");
+        let (status, _, body) =
+            tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+                .await
+                .expect("answered from the header, without waiting for the body");
+        assert_eq!(status, 413);
+        assert!(String::from_utf8_lossy(&body).contains("--max-body-bytes"));
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_writes_its_whole_over_limit_body_before_reading_gets_413() {
+    bounded(async {
+        let server = start(1024 * 1024, quick_timeouts()).await;
+        let body = vec![b' '; 12 * 1024 * 1024];
+        for declared in [true, false] {
+            let mut stream = tls_connect(&server, H1).await;
+            let head = if declared {
+                format!("POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len())
+            } else {
+                "POST /mutate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+            };
+            stream.write_all(head.as_bytes()).await.expect("write head");
+            if declared {
+                stream.write_all(&body).await.expect("the server reads what it refuses");
+            } else {
+                for chunk in body.chunks(64 * 1024) {
+                    stream
+                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                        .await
+                        .expect("write chunk size");
+                    stream.write_all(chunk).await.expect("the server reads what it refuses");
+                    stream.write_all(b"\r\n").await.expect("write chunk end");
+                }
+                stream.write_all(b"0\r\n\r\n").await.expect("write last chunk");
+            }
+            stream.flush().await.expect("flush");
+            let (status, _, _) = read_response(&mut stream).await;
+            assert_eq!(status, 413, "declared length: {declared}");
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_over_limit_body_over_h2_gets_413_and_the_connection_keeps_serving() {
+    bounded(async {
+        let server = start(1024 * 1024, quick_timeouts()).await;
+        let client = server.client(H2);
+        let over = post_review(&client, server.url("/mutate"), vec![b' '; 9 * 1024 * 1024]).await;
+        assert_eq!(over.version(), reqwest::Version::HTTP_2);
+        assert_eq!(over.status(), 413);
+        let after = post_review(&client, server.url("/mutate"), POD_REVIEW.into()).await;
+        assert_eq!(after.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
