@@ -1166,3 +1166,45 @@ fn a_huge_unavailable_percentage_is_all_unavailable() {
         [(Rule::RolloutAllUnavailable, Action::Deny)]
     );
 }
+
+#[test]
+fn a_readiness_port_name_no_container_declares_is_an_invalid_annotation_naming_the_ports() {
+    let d = with(
+        deployment(),
+        &[(&format!("{C0}/readinessProbe"), Value::Null)],
+    );
+    let d = with(
+        d,
+        &[(
+            &format!("{C0}/ports"),
+            json!([{"name": "http", "containerPort": 8080}, {"containerPort": 9090}]),
+        )],
+    );
+    let named_metrics = annotate(d.clone(), &[("rollguard.io/readiness-port", "metrics")]);
+    // No probe on a name the kubelet cannot resolve: the pod would never be Ready.
+    assert!(!mutated_rules(&mutate(&named_metrics)).contains(&Rule::ReadinessProbe));
+    let judged = validate(&named_metrics);
+    assert!(violated(&judged).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+    let message = judged
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::InvalidAnnotation)
+        .map(|v| v.message())
+        .unwrap();
+    for part in [
+        "rollguard.io/readiness-port",
+        "metrics",
+        "http (8080)",
+        "9090",
+    ] {
+        assert!(message.contains(part), "{message} lacks {part}");
+    }
+
+    // A declared name, or a number (which need not be declared), is fine.
+    let named_http = annotate(d.clone(), &[("rollguard.io/readiness-port", "http")]);
+    assert!(mutated_rules(&mutate(&named_http)).contains(&Rule::ReadinessProbe));
+    assert!(!violated(&validate(&named_http)).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+    let numbered = annotate(d, &[("rollguard.io/readiness-port", "7000")]);
+    assert!(mutated_rules(&mutate(&numbered)).contains(&Rule::ReadinessProbe));
+    assert!(!violated(&validate(&numbered)).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+}

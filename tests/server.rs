@@ -1289,7 +1289,10 @@ async fn a_body_that_is_not_an_admission_review_gets_400_and_the_server_keeps_se
 const POD_REVIEW: &str = include_str!("fixtures/admission/pod-create.json");
 
 /// A fresh TLS connection that negotiated `alpn` and then sends nothing.
-async fn idle_connection(server: &TestServer, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn idle_connection(
+    server: &TestServer,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut stream = tls_connect(server, alpn).await;
     stream.flush().await.expect("flush");
     stream
@@ -1386,10 +1389,16 @@ async fn an_h2_connection_without_requests_is_closed_after_the_idle_bound() {
                 .text()
                 .await
                 .expect("metrics body");
-            if metrics.lines().any(|line| line == "rollguard_connections_open 0") {
+            if metrics
+                .lines()
+                .any(|line| line == "rollguard_connections_open 0")
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "idle h2 connection still open:\n{metrics}");
+            assert!(
+                Instant::now() < deadline,
+                "idle h2 connection still open:\n{metrics}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The client reconnects as if nothing happened.
@@ -1428,23 +1437,35 @@ async fn a_client_that_writes_its_whole_over_limit_body_before_reading_gets_413(
         for declared in [true, false] {
             let mut stream = tls_connect(&server, H1).await;
             let head = if declared {
-                format!("POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len())
+                format!(
+                    "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
             } else {
                 "POST /mutate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
             };
             stream.write_all(head.as_bytes()).await.expect("write head");
             if declared {
-                stream.write_all(&body).await.expect("the server reads what it refuses");
+                stream
+                    .write_all(&body)
+                    .await
+                    .expect("the server reads what it refuses");
             } else {
                 for chunk in body.chunks(64 * 1024) {
                     stream
                         .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
                         .await
                         .expect("write chunk size");
-                    stream.write_all(chunk).await.expect("the server reads what it refuses");
+                    stream
+                        .write_all(chunk)
+                        .await
+                        .expect("the server reads what it refuses");
                     stream.write_all(b"\r\n").await.expect("write chunk end");
                 }
-                stream.write_all(b"0\r\n\r\n").await.expect("write last chunk");
+                stream
+                    .write_all(b"0\r\n\r\n")
+                    .await
+                    .expect("write last chunk");
             }
             stream.flush().await.expect("flush");
             let (status, _, _) = read_response(&mut stream).await;
