@@ -312,7 +312,21 @@ fn certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The allocator reads its settings before `main`: all the server can do is
+/// say when they are missing.
+fn warn_unless_allocator_bounded() {
+    for (name, value) in crate::ALLOCATOR_ENV {
+        if std::env::var(name).ok().as_deref() != Some(value) {
+            warn!(
+                "{name} is not {value}: memory freed after large reviews stays with the process; \
+                 set {name}={value} in the environment (the image and the shipped Deployment do)"
+            );
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    warn_unless_allocator_bounded();
     let settings = match args.policy.load() {
         Ok(loaded) if loaded.auto_handler => {
             let mut settings = loaded.settings;
