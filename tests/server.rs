@@ -810,6 +810,8 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
             .args(args)
             .env("RUST_LOG", "info")
+            // As the image and the shipped Deployment run it.
+            .envs(rollguard::ALLOCATOR_ENV)
             // `--prestop-handler auto` (the default) must find no cluster to
             // ask: tests never send traffic beyond 127.0.0.1.
             .env("KUBECONFIG", "/nonexistent/rollguard-test-kubeconfig")
@@ -1486,6 +1488,199 @@ async fn an_over_limit_body_over_h2_gets_413_and_the_connection_keeps_serving() 
         assert_eq!(over.status(), 413);
         let after = post_review(&client, server.url("/mutate"), POD_REVIEW.into()).await;
         assert_eq!(after.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// A captured Pod review with `edit` applied to it.
+fn pod_review(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut review: serde_json::Value = serde_json::from_str(POD_REVIEW).expect("fixture");
+    edit(&mut review);
+    serde_json::to_vec(&review).expect("encode")
+}
+
+fn containers(count: usize, env_per_container: usize) -> serde_json::Value {
+    (0..count)
+        .map(|i| {
+            let env: Vec<serde_json::Value> = (0..env_per_container)
+                .map(|j| serde_json::json!({"name": format!("V{j}"), "value": "x".repeat(40)}))
+                .collect();
+            serde_json::json!({
+                "name": format!("c{i}"),
+                "image": "registry.example/app:1",
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "env": env,
+            })
+        })
+        .collect()
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The shipped Deployment's memory limit (manifests/base/deployment.yaml).
+const SHIPPED_MEMORY_LIMIT_MIB: u64 = 64;
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_huge_reviews_stay_well_within_the_shipped_memory_limit() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--prestop-handler",
+            "sleep",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        wait_ready(&plain_client(), ops).await;
+        let insecure = |alpn: &[&[u8]]| {
+            let cert = tls::self_signed().expect("certificate").cert_pem;
+            let mut config = client_config(&cert, alpn);
+            config
+                .dangerous()
+                .set_certificate_verifier(Arc::new(AnyServer(tls::provider())));
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(config)
+                .timeout(TEST_BOUND)
+                .build()
+                .expect("client")
+        };
+        let url = format!("https://{https}/mutate");
+        let small = post_review(&insecure(H1), url.clone(), POD_REVIEW.into()).await;
+        assert_eq!(small.status(), 200);
+        let before = peak_rss_kib(binary.child.id());
+
+        let bodies = [
+            // 7 MB whose envelope carries a 3.6 M-element array.
+            pod_review(|r| r["request"]["extra"] = serde_json::json!(vec![0; 3_600_000])),
+            pod_review(|r| {
+                r["request"]["userInfo"]["extra"] = serde_json::json!({"k": vec!["a"; 1_500_000]})
+            }),
+            // 50,000 containers: past what rollguard reviews, never read.
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(50_000, 0)),
+            // 1,000 containers (reviewed) with large skipped env lists.
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100)),
+        ];
+        for alpn in [H1, H2] {
+            let client = insecure(alpn);
+            for (index, body) in bodies.iter().enumerate() {
+                let answer = post_review(&client, url.clone(), body.clone()).await;
+                assert_eq!(answer.status(), 200, "{} bytes", body.len());
+                let reply: serde_json::Value = answer.json().await.expect("review reply");
+                let response = &reply["response"];
+                assert_eq!(response["allowed"], true);
+                if index == 2 {
+                    assert!(response.get("patch").is_none(), "{response}");
+                    let warning = response["warnings"][0].as_str().unwrap_or_default();
+                    assert!(
+                        warning.contains("did not review") && warning.contains("1000 containers"),
+                        "{warning}"
+                    );
+                }
+            }
+        }
+        let peak = peak_rss_kib(binary.child.id());
+        println!(
+            "peak RSS: {:.1} MiB after one small review, {:.1} MiB after the hostile ones \
+             (largest body {:.1} MB; shipped limit {SHIPPED_MEMORY_LIMIT_MIB} MiB)",
+            before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            bodies.iter().map(Vec::len).max().unwrap_or(0) as f64 / 1e6,
+        );
+        assert!(
+            peak < SHIPPED_MEMORY_LIMIT_MIB * 1024 * 3 / 4,
+            "peak RSS {peak} KiB is not well within the {SHIPPED_MEMORY_LIMIT_MIB} MiB limit"
+        );
+        binary.terminate();
+        binary.wait_exit(WAIT_BOUND);
+    })
+    .await;
+}
+
+/// Accepts any server certificate: the binary makes its own self-signed one.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reviews_do_not_hold_back_small_ones_and_all_answer_within_their_timeout() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H2_AND_H1);
+        let url = server.url("/mutate?timeout=10s");
+        let large =
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100));
+        let mut larges = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, url, body) = (client.clone(), url.clone(), large.clone());
+            larges.spawn(async move { post_review(&client, url, body).await.status() });
+        }
+        for _ in 0..8 {
+            let small = post_review(&client, url.clone(), POD_REVIEW.into()).await;
+            assert_eq!(small.status(), 200, "a small review while large ones run");
+        }
+        while let Some(status) = larges.join_next().await {
+            assert_eq!(status.expect("large review task"), 200);
+        }
         server.stop().await.expect("clean stop");
     })
     .await;
