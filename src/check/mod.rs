@@ -2,6 +2,7 @@
 //! CI and for a first look. Reads documents one at a time and writes each
 //! report as it goes, so memory stays flat however many objects there are.
 
+pub mod cluster;
 mod input;
 mod report;
 
@@ -50,6 +51,25 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds one judged object to the counts.
+    pub fn count(&mut self, report: &ObjectReport<'_>) {
+        self.objects += 1;
+        match (&report.verdict, &report.error) {
+            (_, Some(_)) => self.errors += 1,
+            (None, None) => self.passed_through += 1,
+            (Some(verdict), None) => {
+                self.mutated += usize::from(!verdict.mutations.is_empty());
+                self.denied += usize::from(verdict.denials().next().is_some());
+                self.warned += usize::from(
+                    verdict
+                        .violations
+                        .iter()
+                        .any(|v| v.action == crate::rules::Action::Warn),
+                );
+            }
+        }
+    }
+
     /// 0 nothing denied, 1 something would be denied, 2 unreadable input.
     pub fn exit_code(&self) -> u8 {
         if self.errors > 0 {
@@ -132,6 +152,61 @@ pub fn run(
     Ok(summary)
 }
 
+/// A check over objects that arrive one at a time from a source other than
+/// files (the cluster): the same engine, reporter and counts as [`run`].
+pub struct Session {
+    reporter: report::Reporter,
+    pub summary: Summary,
+}
+
+impl Session {
+    pub fn begin(options: &CheckOptions, out: &mut dyn Write) -> Result<Session, CheckError> {
+        let mut reporter = report::Reporter::new(options.format, options.color, options.mode);
+        reporter.begin(out)?;
+        Ok(Session {
+            reporter,
+            summary: Summary {
+                audit: options.mode == Mode::Audit,
+                ..Summary::default()
+            },
+        })
+    }
+
+    /// Judges one object in `mode` (a namespace's own mode may differ from
+    /// the run's) and writes its report.
+    pub fn object(
+        &mut self,
+        source: &str,
+        object: &Value,
+        options: &CheckOptions,
+        out: &mut dyn Write,
+    ) -> Result<(), CheckError> {
+        let report = evaluate(source, 0, object, options);
+        self.summary.count(&report);
+        self.reporter.object(out, &report)?;
+        if self.reporter.wants_admitted() {
+            self.reporter.admitted(out, report.admitted())?;
+        }
+        Ok(())
+    }
+
+    /// A part of the source that could not be read: reported, counted, not fatal.
+    pub fn error(
+        &mut self,
+        source: &str,
+        message: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), CheckError> {
+        self.summary.errors += 1;
+        self.reporter.error(out, source, 0, message)
+    }
+
+    pub fn finish(mut self, out: &mut dyn Write) -> Result<Summary, CheckError> {
+        self.reporter.finish(out, &self.summary)?;
+        Ok(self.summary)
+    }
+}
+
 fn check_stream(
     source: &str,
     reader: impl std::io::BufRead,
@@ -173,21 +248,7 @@ fn check_stream(
         let mut any_changed = false;
         for object in &objects {
             let report = evaluate(source, doc.line, object, options);
-            summary.objects += 1;
-            match (&report.verdict, &report.error) {
-                (_, Some(_)) => summary.errors += 1,
-                (None, None) => summary.passed_through += 1,
-                (Some(verdict), None) => {
-                    summary.mutated += usize::from(!verdict.mutations.is_empty());
-                    summary.denied += usize::from(verdict.denials().next().is_some());
-                    summary.warned += usize::from(
-                        verdict
-                            .violations
-                            .iter()
-                            .any(|v| v.action == crate::rules::Action::Warn),
-                    );
-                }
-            }
+            summary.count(&report);
             any_changed |= report.changed();
             reporter.object(out, &report)?;
             if reporter.wants_admitted() {
