@@ -186,7 +186,45 @@ pub struct CheckArgs {
     pub no_color: bool,
 
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+/// `check --cluster`: judge what is running (read-only, through the kubeconfig).
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Read the workloads of the cluster instead of files (default namespaces:
+    /// those labelled rollguard.io/mode, each judged in its label's mode).
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// Only these namespaces (repeatable), judged in --mode.
+    #[arg(long, short = 'n', value_name = "NAMESPACE", requires = "cluster")]
+    pub namespace: Vec<String>,
+
+    /// Every namespace, judged in --mode.
+    #[arg(long, short = 'A', requires = "cluster", conflicts_with_all = ["namespace", "selector"])]
+    pub all_namespaces: bool,
+
+    /// Namespaces matching this label selector, judged in --mode.
+    #[arg(
+        long,
+        short = 'l',
+        value_name = "SELECTOR",
+        requires = "cluster",
+        conflicts_with = "namespace"
+    )]
+    pub selector: Option<String>,
+
+    /// Objects per list request: memory is bounded by one page.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000), requires = "cluster")]
+    pub page_size: u32,
+
+    /// Bound on connecting to the API server and on each of its answers.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_nonzero_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +281,7 @@ fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Check(args) if args.cluster.cluster => Ok(check_cluster(args).await),
         Command::Check(args) => Ok(check(args)),
         Command::Rules(args) => {
             let text = if args.markdown {
@@ -258,16 +297,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    use std::io::IsTerminal;
-    // Offline there is no cluster to ask: `auto` means the native sleep of
-    // current Kubernetes; pass --prestop-handler exec for older clusters.
-    let settings = match args.policy.load() {
-        Ok(loaded) => loaded.settings,
-        Err(err) => {
-            eprintln!("rollguard: {err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
     let inputs = match check::expand(&args.paths) {
         Ok(inputs) => inputs,
         Err(err) => {
@@ -275,17 +304,8 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let options = check::CheckOptions {
-        mode: if args.mode == "audit" {
-            Mode::Audit
-        } else {
-            Mode::Enforce
-        },
-        format: args.output,
-        color: !args.no_color
-            && std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none(),
-        settings,
+    let Some(options) = check_options(&args) else {
+        return ExitCode::from(EXIT_USAGE);
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -296,6 +316,77 @@ fn check(args: CheckArgs) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+async fn check_cluster(args: CheckArgs) -> ExitCode {
+    use check::cluster::{ClusterOptions, Scope};
+    use std::io::IsTerminal;
+    let Some(options) = check_options(&args) else {
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let flags = &args.cluster;
+    let scope = if flags.all_namespaces {
+        Scope::All
+    } else if let Some(selector) = &flags.selector {
+        Scope::Selector(selector.clone())
+    } else if !flags.namespace.is_empty() {
+        Scope::Named(flags.namespace.clone())
+    } else {
+        Scope::Labelled
+    };
+    let cluster = ClusterOptions {
+        scope,
+        page_size: flags.page_size,
+        timeout: flags.timeout,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let client = match check::cluster::client(cluster.timeout).await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let result = check::cluster::run(client, &cluster, &options, &mut out).await;
+    let flushed = std::io::Write::flush(&mut out);
+    match (result, flushed) {
+        (Ok(summary), Ok(())) => ExitCode::from(summary.exit_code()),
+        (Err(err), _) => {
+            eprintln!("rollguard: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        (_, Err(err)) => {
+            eprintln!("rollguard: cannot write the report: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The engine's options for `check`, from files or the cluster alike.
+fn check_options(args: &CheckArgs) -> Option<check::CheckOptions> {
+    use std::io::IsTerminal;
+    // Offline there is no cluster to ask: `auto` means the native sleep of
+    // current Kubernetes; pass --prestop-handler exec for older clusters.
+    let settings = match args.policy.load() {
+        Ok(loaded) => loaded.settings,
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            return None;
+        }
+    };
+    Some(check::CheckOptions {
+        mode: if args.mode == "audit" {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        },
+        format: args.output,
+        color: !args.no_color
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none(),
+        settings,
+    })
 }
 
 fn certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
