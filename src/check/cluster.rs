@@ -65,9 +65,14 @@ fn kinds() -> [(&'static str, ApiResource); 4] {
 
 /// Connects with the kubeconfig (or in-cluster config) and the timeouts.
 pub async fn client(timeout: Duration) -> Result<Client, ClusterError> {
-    let mut config = kube::Config::infer()
+    let config = kube::Config::infer()
         .await
         .map_err(|err| ClusterError::Config(err.to_string()))?;
+    client_from(config, timeout)
+}
+
+/// A client for this configuration, every request bounded by `timeout`.
+pub fn client_from(mut config: kube::Config, timeout: Duration) -> Result<Client, ClusterError> {
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
