@@ -173,7 +173,7 @@ pub struct CheckArgs {
     #[arg(value_name = "PATH", default_value = "-")]
     pub paths: Vec<String>,
 
-    /// text, yaml (the manifests as admitted), diff, json or sarif.
+    /// text, yaml (the manifests as admitted), diff, json, sarif or report (OpenReports).
     #[arg(long, short, value_name = "FORMAT", default_value = "text")]
     pub output: check::Format,
 

@@ -357,3 +357,53 @@ async fn an_unreachable_api_server_is_a_clear_error() {
     assert_eq!(summary.errors, 4, "{output}");
     assert!(output.contains("unreachable"), "{output}");
 }
+
+#[tokio::test]
+async fn report_output_is_one_openreports_report_per_namespace() {
+    let objects = vec![
+        (
+            "shop".to_string(),
+            "deployments".to_string(),
+            deployment("shop", "bad", json!("100%")),
+        ),
+        (
+            "shop".to_string(),
+            "deployments".to_string(),
+            deployment("shop", "ok", json!(1)),
+        ),
+        (
+            "web-audit".to_string(),
+            "deployments".to_string(),
+            deployment("web-audit", "bad", json!("100%")),
+        ),
+    ];
+    let (url, _fake) = start(Fake {
+        objects,
+        ..Fake::default()
+    })
+    .await;
+    let (summary, output) = check_cluster(&url, Scope::Labelled, 1, Format::Report).await;
+    let reports: Vec<Value> = output
+        .split("---\n")
+        .filter(|doc| !doc.trim().is_empty())
+        .map(|doc| serde_saphyr::from_str(doc).unwrap_or_else(|err| panic!("{err}: {doc}")))
+        .collect();
+    assert_eq!(reports.len(), 2, "{output}");
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop", "web-audit"]);
+    for report in &reports {
+        assert_eq!(report["apiVersion"], "openreports.io/v1alpha1");
+        assert_eq!(report["kind"], "Report");
+        let results = report["results"].as_array().unwrap();
+        let fails = results.iter().filter(|r| r["result"] == "fail").count();
+        assert_eq!(report["summary"]["fail"].as_u64().unwrap() as usize, fails);
+        assert!(fails >= 1, "{report}");
+    }
+    // Both count as would-be denials (as check counts them); the audit one is
+    // reported as such in its own Report.
+    assert_eq!(summary.denied, 2);
+    assert_eq!(summary.exit_code(), 1);
+}

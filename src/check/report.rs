@@ -18,6 +18,9 @@ pub enum Format {
     Json,
     /// SARIF 2.1.0, for code-scanning UIs.
     Sarif,
+    /// OpenReports `openreports.io/v1alpha1` Report objects, one per
+    /// namespace (docs/policy-reports.md).
+    Report,
 }
 
 impl std::str::FromStr for Format {
@@ -29,8 +32,9 @@ impl std::str::FromStr for Format {
             "diff" => Ok(Format::Diff),
             "json" => Ok(Format::Json),
             "sarif" => Ok(Format::Sarif),
+            "report" => Ok(Format::Report),
             other => Err(format!(
-                "unknown output format {other:?}: accepted values are text, yaml, diff, json, sarif"
+                "unknown output format {other:?}: accepted values are text, yaml, diff, json, sarif, report"
             )),
         }
     }
@@ -41,6 +45,9 @@ pub struct Reporter {
     color: bool,
     mode: Mode,
     json_entries: usize,
+    /// Report output: the results so far, per namespace (kept until the end:
+    /// one Report per namespace, results only, not objects).
+    reports: std::collections::BTreeMap<String, Vec<Value>>,
 }
 
 const RED: &str = "\x1b[31m";
@@ -56,6 +63,7 @@ impl Reporter {
             color,
             mode,
             json_entries: 0,
+            reports: std::collections::BTreeMap::new(),
         }
     }
 
@@ -118,7 +126,9 @@ impl Reporter {
                 &json!({"file": source, "line": line, "error": message}),
             )?,
             // Keep the pipeline's stdout valid YAML / diff.
-            Format::Yaml | Format::Diff => eprintln!("error: {position}: {message}"),
+            Format::Yaml | Format::Diff | Format::Report => {
+                eprintln!("error: {position}: {message}")
+            }
         }
         Ok(())
     }
@@ -146,6 +156,17 @@ impl Reporter {
                 Ok(())
             }
             Format::Diff => diff(out, report),
+            Format::Report => {
+                let namespace = report
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_string());
+                self.reports
+                    .entry(namespace)
+                    .or_default()
+                    .extend(report_results(report));
+                Ok(())
+            }
             Format::Yaml => Ok(()),
         }
     }
@@ -217,6 +238,9 @@ impl Reporter {
     }
 
     pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
+        for (namespace, results) in std::mem::take(&mut self.reports) {
+            self.admitted(out, &policy_report(&namespace, results))?;
+        }
         let line = format!(
             "{} objects checked{}: {} mutated, {} {}, {} with warnings, {} errors",
             summary.objects,
@@ -252,7 +276,7 @@ impl Reporter {
                 out.write_all(b"]}]}\n")?;
                 eprintln!("{line}");
             }
-            Format::Yaml | Format::Diff => eprintln!("{line}"),
+            Format::Yaml | Format::Diff | Format::Report => eprintln!("{line}"),
         }
         out.flush()?;
         Ok(())
@@ -339,6 +363,64 @@ fn sarif_results(report: &ObjectReport<'_>) -> Vec<Value> {
         sarif_result(m.rule.name(), "note", &text, report.source, report.line)
     }));
     results
+}
+
+/// OpenReports results for one object: a violation fails (deny) or warns,
+/// a mutation warns (it would change the object), a clean object passes.
+fn report_results(report: &ObjectReport<'_>) -> Vec<Value> {
+    let Some(verdict) = &report.verdict else {
+        return Vec::new();
+    };
+    let resource = json!({
+        "apiVersion": report.original.get("apiVersion"),
+        "kind": report.kind,
+        "namespace": report.namespace,
+        "name": report.name,
+        "uid": report.original.pointer("/metadata/uid"),
+    });
+    let result = |rule: &str, outcome: &str, message: String| {
+        json!({"source": "rollguard", "policy": rule, "rule": rule, "result": outcome,
+               "message": message, "resources": [resource]})
+    };
+    let mut results: Vec<Value> = verdict
+        .violations
+        .iter()
+        .map(|v| {
+            let outcome = if v.action == Action::Deny {
+                "fail"
+            } else {
+                "warn"
+            };
+            result(v.rule.name(), outcome, v.message())
+        })
+        .collect();
+    results.extend(verdict.mutations.iter().map(|m| {
+        result(
+            m.rule.name(),
+            "warn",
+            format!("rollguard sets {}", m.change()),
+        )
+    }));
+    if results.is_empty() && verdict.mode != EffectiveMode::Off {
+        results.push(result("rollguard", "pass", "nothing to change".to_string()));
+    }
+    results
+}
+
+/// One OpenReports Report for a namespace, ready for `kubectl apply`.
+fn policy_report(namespace: &str, results: Vec<Value>) -> Value {
+    let count = |outcome: &str| results.iter().filter(|r| r["result"] == outcome).count();
+    let summary = json!({"pass": count("pass"), "fail": count("fail"), "warn": count("warn"),
+                         "error": count("error"), "skip": count("skip")});
+    json!({
+        "apiVersion": "openreports.io/v1alpha1",
+        "kind": "Report",
+        "metadata": {"name": "rollguard-check", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "rollguard"}},
+        "source": "rollguard",
+        "summary": summary,
+        "results": results,
+    })
 }
 
 fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError> {
