@@ -1,0 +1,114 @@
+//! `check --cluster` over N Deployments from an in-process fake API server
+//! (paged lists), against `check` over the same objects as one file, in the
+//! same run. Prints time and peak RSS for each phase (each in its own process,
+//! so peaks do not mix). Run: scripts/cluster-bench.sh [N]
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::Json;
+use rollguard::check::cluster::{self, ClusterOptions, Scope};
+use rollguard::check::{run, CheckOptions, Format, Input};
+use rollguard::policy::Mode;
+use rollguard::settings::Settings;
+use serde_json::{json, Value};
+
+fn deployment(i: usize) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": format!("d{i}"), "namespace": "bench"},
+           "spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxUnavailable": if i % 2 == 0 { json!("100%") } else { json!(1) }}},
+                    "selector": {"matchLabels": {"app": "a"}},
+                    "template": {"metadata": {"labels": {"app": "a"}},
+                                 "spec": {"containers": [{"name": "c", "image": "r.example.com/x:1",
+                                     "ports": [{"containerPort": 8080}]}]}}}})
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn list(
+    State(n): State<usize>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    uri: axum::http::Uri,
+) -> Json<Value> {
+    let deployments = uri.path().ends_with("/deployments");
+    let total = if deployments { n } else { 0 };
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(total);
+    let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let end = (start + limit).min(total);
+    let items: Vec<Value> = (start..end).map(deployment).collect();
+    let next = if end < total {
+        end.to_string()
+    } else {
+        String::new()
+    };
+    Json(
+        json!({"kind": "List", "apiVersion": "v1", "metadata": {"continue": next}, "items": items}),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let phase = args.next().unwrap_or_else(|| "cluster".into());
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let options = CheckOptions {
+        mode: Mode::Enforce,
+        format: Format::Json,
+        color: false,
+        settings: Settings::default(),
+    };
+    let mut sink = std::io::sink();
+    let begun;
+    let summary = if phase == "files" {
+        let path =
+            std::env::temp_dir().join(format!("rollguard-bench-{}.yaml", std::process::id()));
+        let text: String = (0..n)
+            .map(|i| format!("---\n{}\n", deployment(i)))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        begun = Instant::now();
+        let summary = run(
+            &[Input::File(path.clone())],
+            &options,
+            &mut &b""[..],
+            &mut sink,
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(path);
+        summary
+    } else {
+        let app = axum::Router::new().fallback(list).with_state(n);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut config = kube::Config::new(url.parse().unwrap());
+        config.default_namespace = "bench".into();
+        let client = cluster::client_from(config, Duration::from_secs(30)).unwrap();
+        let cluster = ClusterOptions {
+            scope: Scope::Named(vec!["bench".into()]),
+            page_size: 500,
+            timeout: Duration::from_secs(30),
+            progress: false,
+        };
+        begun = Instant::now();
+        cluster::run(client, &cluster, &options, &mut sink)
+            .await
+            .unwrap()
+    };
+    let elapsed = begun.elapsed();
+    assert_eq!(summary.objects, n);
+    println!(
+        "{phase}: {n} workloads in {:.3}s, peak RSS {} KiB",
+        elapsed.as_secs_f64(),
+        peak_rss_kib()
+    );
+}
