@@ -150,7 +150,12 @@ fn check_stream(
             }
         };
         let parsed = match input::parse(&doc) {
-            Ok(value) => value,
+            Ok(parsed) => {
+                for (line, message) in &parsed.warnings {
+                    reporter.warning(out, source, *line, message)?;
+                }
+                parsed.value
+            }
             Err(failure) => {
                 summary.errors += 1;
                 reporter.error(out, source, failure.line, &failure.message)?;

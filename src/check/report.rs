@@ -123,6 +123,34 @@ impl Reporter {
         Ok(())
     }
 
+    /// A problem in the input that did not stop it being read.
+    pub fn warning(
+        &mut self,
+        out: &mut dyn Write,
+        source: &str,
+        line: usize,
+        message: &str,
+    ) -> Result<(), CheckError> {
+        let position = format!("{source}:{line}");
+        match self.format {
+            Format::Text => writeln!(
+                out,
+                "{}: {position}: {message}",
+                self.paint(YELLOW, "warning")
+            )?,
+            Format::Sarif => self.json_entry(
+                out,
+                &sarif_result("invalid-input", "warning", message, source, line),
+            )?,
+            Format::Json => self.json_entry(
+                out,
+                &json!({"file": source, "line": line, "warning": message}),
+            )?,
+            Format::Yaml | Format::Diff => eprintln!("warning: {position}: {message}"),
+        }
+        Ok(())
+    }
+
     pub fn object(
         &mut self,
         out: &mut dyn Write,
@@ -218,8 +246,8 @@ impl Reporter {
 
     pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
         let line = format!(
-            "{} objects checked{}: {} mutated, {} {}, {} with warnings, {} errors",
-            summary.objects,
+            "{} checked{}: {} mutated, {} {}, {} with warnings, {} errors",
+            plural(summary.objects, "object", "objects"),
             if summary.passed_through > 0 {
                 format!(
                     " ({} of kinds rollguard does not check)",
@@ -257,6 +285,10 @@ impl Reporter {
         out.flush()?;
         Ok(())
     }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 fn mode_name(mode: EffectiveMode) -> &'static str {
