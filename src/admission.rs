@@ -292,6 +292,8 @@ fn respond(
         .collect();
     let mut warnings = Vec::new();
     let mut audit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // The full text behind each (short) warning, for the audit log.
+    let mut details: Vec<String> = Vec::new();
     match verdict.mode {
         EffectiveMode::Off => {
             log.outcome = "skipped";
@@ -300,11 +302,8 @@ fn respond(
         }
         EffectiveMode::Audit => {
             for m in &verdict.mutations {
-                warnings.push(policy::short_warning(&format!(
-                    "rollguard audit {}: would set {}",
-                    m.rule,
-                    m.change()
-                )));
+                warnings.push(m.warning("rollguard audit ", "would set"));
+                details.push(m.describe());
                 audit.entry("would-mutate").or_default().push(m.rule.name());
             }
             for v in &verdict.violations {
@@ -314,6 +313,7 @@ fn respond(
                     "warns"
                 };
                 warnings.push(v.warning(&format!("rollguard audit {verb} ")));
+                details.push(v.message());
                 let key = if v.action == Action::Deny {
                     "would-deny"
                 } else {
@@ -330,11 +330,8 @@ fn respond(
                 .iter()
                 .filter(|m| m.action == Action::Warn)
             {
-                warnings.push(policy::short_warning(&format!(
-                    "rollguard {}: suggests {}",
-                    m.rule,
-                    m.change()
-                )));
+                warnings.push(m.warning("rollguard ", "suggests setting"));
+                details.push(m.describe());
                 audit.entry("suggested").or_default().push(m.rule.name());
             }
             for m in verdict
@@ -350,6 +347,7 @@ fn respond(
                 .filter(|v| v.action == Action::Warn)
             {
                 warnings.push(v.warning("rollguard "));
+                details.push(v.message());
                 let key = if v.waived { "waived" } else { "warned" };
                 audit.entry(key).or_default().push(v.rule.name());
             }
@@ -393,6 +391,11 @@ fn respond(
         response
             .audit_annotations
             .insert(key.to_string(), rules.join(","));
+    }
+    if !details.is_empty() {
+        response
+            .audit_annotations
+            .insert("detail".to_string(), details.join("\n"));
     }
     log.warnings = warnings.len();
     if !warnings.is_empty() {

@@ -18,7 +18,7 @@ use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::workload::{ReadError, Workload, WorkloadKind};
 
-pub use findings::{short as short_warning, Finding, Violation, MAX_WARNING_CHARS};
+pub use findings::{short as short_warning, short_field, Finding, Violation, MAX_WARNING_CHARS};
 
 /// Which half of the admission work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,20 @@ impl Mutation {
         format!("{} ({})", self.change(), self.rule)
     }
 
+    /// The admission warning (at most 120 characters): rule, field and new
+    /// value in words, e.g. `rollguard audit prestop-sleep: would set
+    /// containers[app].lifecycle.preStop to sleep seconds 10`. When the whole
+    /// value does not fit, it is left out rather than cut and the warning
+    /// points to the audit annotation that carries [`Mutation::describe`].
+    pub fn warning(&self, prefix: &str, verb: &str) -> String {
+        let head = format!("{prefix}{}: {verb} {}", self.rule, short_field(&self.field));
+        let full = format!("{head} to {}", words(&self.new));
+        if full.chars().count() <= MAX_WARNING_CHARS {
+            return full;
+        }
+        short_warning(&format!("{head} (value in audit annotation detail)"))
+    }
+
     /// `field: old → new`, values in compact JSON.
     pub fn change(&self) -> String {
         let old = self
@@ -83,6 +97,26 @@ impl Mutation {
             .map_or_else(|| "unset".to_string(), compact);
         format!("{}: {} → {}", self.field, old, compact(&self.new))
     }
+}
+
+/// A JSON value as words: `{"sleep":{"seconds":10}}` → `sleep seconds 10`.
+fn words(value: &Value) -> String {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    out.push(key.clone());
+                    walk(value, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::String(s) => out.push(s.clone()),
+            other => out.push(other.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out.join(" ")
 }
 
 fn compact(value: &Value) -> String {
@@ -208,7 +242,20 @@ pub fn evaluate_owned(
     let received = Workload::read(kind, &object)?;
     let declared_settings =
         annotations::effective(&received.annotations, &received.template_annotations);
-    let (declared, problems) = annotations::parse(&declared_settings);
+    let (declared, mut problems) = annotations::parse(&declared_settings);
+    if let (Some(port), Some(setting)) = (
+        &declared.readiness_port,
+        declared_settings.get(annotations::READINESS_PORT),
+    ) {
+        if let Some(reason) = readiness::undeclared_port(&received.pod_spec, port) {
+            problems.push(Problem {
+                key: annotations::READINESS_PORT.to_string(),
+                value: setting.value.clone(),
+                origin: setting.origin,
+                reason,
+            });
+        }
+    }
     let mode = effective_mode(mode, declared.mode);
     let mut verdict = Verdict {
         mode,

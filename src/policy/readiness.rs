@@ -9,7 +9,7 @@ use crate::workload::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
-use super::{prestop::declares_ports, Context, Finding, Mutation};
+use super::{Context, Finding, Mutation};
 use crate::annotations::Profile;
 use crate::path;
 use crate::rules::Rule;
@@ -45,15 +45,20 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
                 declaring
             }
         }
+        // Only a TCP port can answer a tcpSocket or httpGet probe: a probe on
+        // a UDP port (jaeger-agent's 6831/UDP) keeps the pod unready forever.
         None => candidates
             .into_iter()
-            .filter(|(_, c)| declares_ports(c))
+            .filter(|(_, c)| first_tcp_port(c).is_some())
             .collect(),
     };
     targets
         .into_iter()
         .filter_map(|(index, c)| {
-            let port = declared.readiness_port.clone().or_else(|| first_port(c))?;
+            let port = declared
+                .readiness_port
+                .clone()
+                .or_else(|| first_tcp_port(c))?;
             Some(Mutation {
                 rule: Rule::ReadinessProbe,
                 path: ctx.pod_spec_path(&path!["containers", index, "readinessProbe"]),
@@ -66,14 +71,45 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         .collect()
 }
 
-/// The first declared port, by name when it has one (renumbering the port then
-/// keeps the probe right).
-fn first_port(container: &Container) -> Option<IntOrString> {
-    let port = container.ports.as_ref()?.first()?;
+/// The first declared TCP port, by name when it has one (renumbering the port
+/// then keeps the probe right). A port without `protocol` is TCP.
+fn first_tcp_port(container: &Container) -> Option<IntOrString> {
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))?;
     Some(match &port.name {
         Some(name) if !name.is_empty() => IntOrString::String(name.clone()),
         _ => IntOrString::Int(port.container_port),
     })
+}
+
+/// The problem with `rollguard.io/readiness-port` naming a port no container
+/// declares: the kubelet cannot resolve the probe's port and the pod never
+/// becomes Ready. A number needs no declaration (a container may listen on
+/// a port it does not list).
+pub fn undeclared_port(spec: &PodSpec, port: &IntOrString) -> Option<String> {
+    let IntOrString::String(name) = port else {
+        return None;
+    };
+    if spec.containers.iter().any(|c| container_declares(c, port)) {
+        return None;
+    }
+    let names: Vec<&str> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| p.name.as_deref())
+        .collect();
+    let existing = if names.is_empty() {
+        "no container declares a named port".to_string()
+    } else {
+        format!("declared port names are {}", names.join(", "))
+    };
+    Some(format!(
+        "no container declares a port named {name}; {existing}: name one of them or give a number"
+    ))
 }
 
 fn container_declares(container: &Container, port: &IntOrString) -> bool {
@@ -98,7 +134,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
     let mut found = Vec::new();
     for c in &spec.containers {
         if ctx.declared.profile == Profile::Serving
-            && declares_ports(c)
+            && first_tcp_port(c).is_some()
             && c.readiness_probe.is_none()
             && !ctx.settings.is_skipped_container(&c.name)
         {
@@ -106,7 +142,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
                 Rule::ReadinessMissing,
                 ctx.container_field(&c.name, ".readinessProbe"),
                 format!(
-                    "container {} declares ports but has no readinessProbe",
+                    "container {} declares a TCP port but has no readinessProbe",
                     c.name
                 ),
             ));
