@@ -59,12 +59,16 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     // they set. Stateful-serial covers 0 replicas too: the strategy must be
     // serial by the time an autoscaler brings the workload back.
     let rules: [(Rule, bool, WantFn); 4] = [
-        (Rule::SingleReplica, rollout.replicas == 1, |p| {
-            (
-                (p.surge() < 1).then_some(1),
-                (p.unavailable() != 0).then_some(0),
-            )
-        }),
+        (
+            Rule::SingleReplica,
+            rollout.replicas == 1 && host_port(workload).is_none(),
+            |p| {
+                (
+                    (p.surge() < 1).then_some(1),
+                    (p.unavailable() != 0).then_some(0),
+                )
+            },
+        ),
         (Rule::PullBasedSurge, profile == Profile::PullBased, |p| {
             (
                 (p.surge() < 1).then_some(1),
@@ -213,7 +217,31 @@ pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
         return found;
     }
     found.extend(check_rolling(rollout, stateful));
+    if let (1, Some((container, port))) = (rollout.replicas, host_port(workload)) {
+        if rollout.fenceposts().is_ok_and(|f| f.unavailable >= 1) {
+            found.push(Finding::new(
+                Rule::SingleReplicaHostPort,
+                "spec.strategy.rollingUpdate",
+                format!(
+                    "1 replica binds hostPort {port} (container {container}): no surge is forced, \
+                     the pod is down during each rollout"
+                ),
+            ));
+        }
+    }
     found
+}
+
+/// The first container port bound on the node: a surge pod that binds it
+/// cannot schedule beside the old one (ingress-nginx for kind on one node).
+fn host_port(workload: &Workload) -> Option<(&str, i32)> {
+    workload.pod_spec.containers.iter().find_map(|c| {
+        c.ports
+            .iter()
+            .flatten()
+            .find_map(|p| p.host_port.filter(|n| *n > 0))
+            .map(|port| (c.name.as_str(), port))
+    })
 }
 
 fn check_rolling(rollout: &Rollout, stateful: bool) -> Vec<Finding> {
