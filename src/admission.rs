@@ -298,6 +298,14 @@ fn respond(
         EffectiveMode::Off => {
             log.outcome = "skipped";
             log.skipped = true;
+            // The only patch of an "off" object: its mode copied into the
+            // pod template, so its pods are left alone too.
+            if !verdict.patch.0.is_empty() {
+                response.patch = Some(
+                    serde_json::to_vec(&verdict.patch)
+                        .map_err(|err| format!("cannot encode the patch: {err}"))?,
+                );
+            }
             return Ok(response);
         }
         EffectiveMode::Audit => {

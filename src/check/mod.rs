@@ -14,7 +14,7 @@ use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
-pub use input::{documents, expand, Document, Documents, Input};
+pub use input::{documents, expand, parse, Document, Documents, Input, ParseFailure, Parsed};
 pub use report::Format;
 
 #[derive(Debug, Error)]

@@ -256,6 +256,7 @@ pub fn evaluate_owned(
             });
         }
     }
+    let requested = mode;
     let mode = effective_mode(mode, declared.mode);
     let mut verdict = Verdict {
         mode,
@@ -266,6 +267,9 @@ pub fn evaluate_owned(
     };
     if mode == EffectiveMode::Off {
         verdict.admitted = object;
+        if requested == Mode::Enforce && stage != Stage::Validate {
+            verdict.patch = mode_off_reaches_pods(&received, kind, &mut verdict.admitted)?;
+        }
         return Ok(verdict);
     }
     let ctx = Context {
@@ -312,6 +316,34 @@ pub fn evaluate_owned(
         }
     };
     Ok(verdict)
+}
+
+/// `rollguard.io/mode: off` written on the workload only would leave its pods
+/// to the Pod webhook, which sees only the template's annotations: the one
+/// change made to an "off" workload is copying that annotation into its pod
+/// template, so its pods are left alone too. Nothing else is touched.
+fn mode_off_reaches_pods(
+    workload: &Workload,
+    kind: WorkloadKind,
+    doc: &mut Value,
+) -> Result<json_patch::Patch, EngineError> {
+    let mut writes = patch::Writes::new();
+    if let (Some(mut path), Some(value)) = (
+        kind.template_annotations_path(),
+        workload.annotations.get(annotations::MODE),
+    ) {
+        if workload.template_annotations.get(annotations::MODE) != Some(value) {
+            path.push(Step::from(annotations::MODE));
+            write(
+                &mut writes,
+                doc,
+                &path,
+                Value::String(value.clone()),
+                "spec.template.metadata.annotations",
+            )?;
+        }
+    }
+    Ok(writes.patch(doc))
 }
 
 fn effective_mode(requested: Mode, object: Option<ObjectMode>) -> EffectiveMode {
