@@ -100,11 +100,11 @@ macro_rules! rules {
 rules! {
     PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
-        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.",
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports, not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
         example: "containers: [{name: web, ports: [{containerPort: 80}]}]  →  lifecycle.preStop.sleep.seconds: 10";
     ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
-        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.",
+        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe on the first TCP port of each serving container (see prestop-sleep); a UDP-only container gets none, and rollguard.io/readiness-port must name a declared port.",
         example: "containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]  →  readinessProbe.tcpSocket.port: http";
     GracePeriod = "grace-period", Mutation, Apply,
         why: "A grace period that does not match the app's shutdown either kills it mid-flush or hides a missing graceful shutdown.",
@@ -251,12 +251,20 @@ mod tests {
     }
 
     #[test]
-    fn only_readiness_rules_warn_by_default() {
+    fn only_readiness_and_host_port_rules_warn_by_default() {
         let warn: Vec<_> = Rule::ALL
             .iter()
             .filter(|r| r.default_action() == Action::Warn)
             .map(|r| r.name())
             .collect();
-        assert_eq!(warn, ["readiness-missing", "readiness-is-liveness"]);
+        // single-replica-host-port explains a change rollguard chose not to make.
+        assert_eq!(
+            warn,
+            [
+                "readiness-missing",
+                "readiness-is-liveness",
+                "single-replica-host-port"
+            ]
+        );
     }
 }

@@ -186,6 +186,7 @@ static POD_SPEC_SHAPE: Keep = Keep::Members(
 static CONTAINER_SHAPE: Keep = Keep::Members(
     &[
         ("name", &Keep::All),
+        ("image", &Keep::All),
         ("lifecycle", &Keep::All),
         ("ports", &Keep::All),
         ("readinessProbe", &Keep::All),
@@ -201,6 +202,8 @@ pub struct Container {
     /// Missing or null reads as empty, as k8s-openapi reads it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// Matched by the skip list and the known sidecar images.
+    pub image: Option<String>,
     pub lifecycle: Option<Lifecycle>,
     pub ports: Option<Vec<ContainerPort>>,
     pub readiness_probe: Option<Probe>,

@@ -390,3 +390,98 @@ fn issue_14_item_5_a_readiness_port_name_nobody_declares_is_refused() {
     let numbered = yaml.replace("readiness-port: metrics", "readiness-port: \"9090\"");
     assert!(!verdict(&numbered, Mode::Enforce).denied());
 }
+
+// prometheus-operator__kube-prometheus (kube-rbac-proxy beside the app) and
+// flannel-io__flannel / cert-manager (only a metrics or healthz port).
+const SIDECARS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: kube-state-metrics
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: ksm
+  template:
+    metadata:
+      labels:
+        app: ksm
+    spec:
+      containers:
+      - name: app
+        image: registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.15.0
+        ports:
+        - containerPort: 8080
+          name: web
+      - name: kube-rbac-proxy-main
+        image: quay.io/brancz/kube-rbac-proxy:v0.19.0
+        ports:
+        - containerPort: 8443
+          name: https-main
+      - name: exporter
+        image: example.com/exporter:1
+        ports:
+        - containerPort: 9402
+          name: http-metrics
+        - containerPort: 9403
+          name: healthz
+";
+
+#[test]
+fn finding_4_helper_sidecars_and_metrics_only_containers_get_nothing() {
+    let v = verdict(SIDECARS, Mode::Enforce);
+    let touched: Vec<&str> = v
+        .mutations
+        .iter()
+        .filter(|m| matches!(m.rule, Rule::PrestopSleep | Rule::ReadinessProbe))
+        .map(|m| m.field.as_str())
+        .collect();
+    assert!(
+        touched.iter().all(|f| f.contains("containers[app]")),
+        "{touched:?}"
+    );
+    assert_eq!(
+        touched.len(),
+        2,
+        "preStop and probe on the app: {touched:?}"
+    );
+    // The skip list matches by image as well as by name.
+    let mut settings = Settings::default();
+    settings
+        .skip_containers
+        .push("kube-state-metrics".to_string());
+    let object = read(SIDECARS);
+    let v = evaluate(
+        &EvalRequest {
+            kind: WorkloadKind::Deployment,
+            object: &object,
+            stage: Stage::Full,
+            mode: Mode::Enforce,
+        },
+        &settings,
+    )
+    .unwrap();
+    assert!(
+        !v.mutations
+            .iter()
+            .any(|m| matches!(m.rule, Rule::PrestopSleep | Rule::ReadinessProbe)),
+        "{:?}",
+        v.mutations
+    );
+}
+
+#[test]
+fn finding_4_a_daemonset_gets_no_prestop_sleep_unless_it_asks() {
+    let ds = JWT_SERVER
+        .replace("kind: Deployment", "kind: DaemonSet")
+        .replace("  replicas: 1\n", "");
+    let v = verdict(&ds, Mode::Enforce);
+    assert!(!v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep));
+    let asked = ds.replace(
+        "  name: jwt-server\nspec:",
+        "  name: jwt-server\n  annotations:\n    rollguard.io/prestop-sleep: 5s\nspec:",
+    );
+    let v = verdict(&asked, Mode::Enforce);
+    assert!(v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep));
+}

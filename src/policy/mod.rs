@@ -7,6 +7,7 @@ mod findings;
 pub mod grace;
 pub mod prestop;
 pub mod readiness;
+pub mod serving;
 pub mod strategy;
 
 use serde_json::Value;

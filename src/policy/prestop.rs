@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::LifecycleHandler;
 
-use crate::workload::{Container, PodSpec};
+use crate::workload::{Container, PodSpec, WorkloadKind};
 use serde_json::{json, Value};
 
 use super::{Context, Finding, Mutation};
@@ -21,6 +21,12 @@ use crate::settings::PrestopHandler;
 /// nothing routes traffic to it).
 pub fn configured_sleep(ctx: &Context<'_>) -> Option<i64> {
     if ctx.declared.profile == Profile::PullBased {
+        return None;
+    }
+    // A DaemonSet rolls node by node: a default sleep costs every node's
+    // rollout the sleep, and node agents rarely sit behind a load balancer.
+    // Its rollguard.io/prestop-sleep opts it in.
+    if ctx.kind == WorkloadKind::DaemonSet && ctx.declared.prestop_sleep.is_none() {
         return None;
     }
     let seconds = ctx
@@ -49,7 +55,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
     spec.containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| declares_ports(c) && !ctx.settings.is_skipped_container(&c.name))
+        .filter(|(_, c)| super::serving::serves(c, spec, ctx))
         .filter(|(_, c)| {
             c.lifecycle
                 .as_ref()

@@ -9,7 +9,7 @@ use crate::workload::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
-use super::{Context, Finding, Mutation};
+use super::{serving, Context, Finding, Mutation};
 use crate::annotations::Profile;
 use crate::path;
 use crate::rules::Rule;
@@ -29,7 +29,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         .containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.readiness_probe.is_none() && !ctx.settings.is_skipped_container(&c.name))
+        .filter(|(_, c)| c.readiness_probe.is_none() && !serving::skipped(c, ctx))
         .collect();
     let targets: Vec<(usize, &Container)> = match &declared.readiness_port {
         Some(port) => {
@@ -49,7 +49,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         // a UDP port (jaeger-agent's 6831/UDP) keeps the pod unready forever.
         None => candidates
             .into_iter()
-            .filter(|(_, c)| first_tcp_port(c).is_some())
+            .filter(|(_, c)| first_tcp_port(c).is_some() && serving::serves(c, spec, ctx))
             .collect(),
     };
     targets
@@ -136,7 +136,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
         if ctx.declared.profile == Profile::Serving
             && first_tcp_port(c).is_some()
             && c.readiness_probe.is_none()
-            && !ctx.settings.is_skipped_container(&c.name)
+            && serving::serves(c, spec, ctx)
         {
             found.push(Finding::new(
                 Rule::ReadinessMissing,
