@@ -171,6 +171,7 @@ static METADATA_SHAPE: Keep = Keep::Members(
         ("generateName", &Keep::All),
         ("namespace", &Keep::All),
         ("annotations", &Keep::All),
+        ("ownerReferences", &Keep::All),
     ],
     &Keep::Skip,
 );
@@ -233,6 +234,24 @@ pub struct Workload {
     pub rollout: Option<Rollout>,
     /// `spec.minReadySeconds` (workloads only; 0 when unset).
     pub min_ready_seconds: i32,
+    /// The kind of the controller that owns the object (a Pod's DaemonSet).
+    pub owner_kind: Option<String>,
+}
+
+impl Workload {
+    /// A DaemonSet, or a Pod its DaemonSet creates: one pod per node.
+    pub fn is_node_agent(&self) -> bool {
+        self.kind == WorkloadKind::DaemonSet || self.owner_kind.as_deref() == Some("DaemonSet")
+    }
+}
+
+/// The fields of an owner reference the rules read.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct OwnerReference {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    controller: Option<bool>,
 }
 
 impl Workload {
@@ -272,7 +291,18 @@ impl Workload {
             WorkloadKind::Deployment => Some(read_rollout(object)?),
             _ => None,
         };
+        let owners: Option<Vec<OwnerReference>> = decode(
+            kind,
+            "metadata.ownerReferences",
+            field(&path!["metadata", "ownerReferences"]),
+        )?;
+        let owner_kind = owners
+            .into_iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.kind);
         Ok(Workload {
+            owner_kind,
             kind,
             annotations,
             template_annotations,

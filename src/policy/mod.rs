@@ -182,6 +182,8 @@ pub enum EngineError {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub kind: WorkloadKind,
+    /// A DaemonSet or one of its pods ([`Workload::is_node_agent`]).
+    pub node_agent: bool,
     pub settings: &'a Settings,
     pub declared: &'a Declared,
 }
@@ -275,6 +277,7 @@ pub fn evaluate_owned(
     }
     let ctx = Context {
         kind,
+        node_agent: received.is_node_agent(),
         settings,
         declared: &declared,
     };

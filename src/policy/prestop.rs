@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::LifecycleHandler;
 
-use crate::workload::{Container, PodSpec, WorkloadKind};
+use crate::workload::{Container, PodSpec};
 use serde_json::{json, Value};
 
 use super::{Context, Finding, Mutation};
@@ -25,8 +25,9 @@ pub fn configured_sleep(ctx: &Context<'_>) -> Option<i64> {
     }
     // A DaemonSet rolls node by node: a default sleep costs every node's
     // rollout the sleep, and node agents rarely sit behind a load balancer.
-    // Its rollguard.io/prestop-sleep opts it in.
-    if ctx.kind == WorkloadKind::DaemonSet && ctx.declared.prestop_sleep.is_none() {
+    // Its rollguard.io/prestop-sleep opts it in. Its pods (owned by the
+    // DaemonSet) are judged the same, so they stay as their template says.
+    if ctx.node_agent && ctx.declared.prestop_sleep.is_none() {
         return None;
     }
     let seconds = ctx
