@@ -99,7 +99,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
 
-    /// Connections served at once on --listen; more wait in the backlog.
+    /// Connections served at once on --listen; at the cap the connection idle
+    /// for longest is closed to make room for the new one.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
