@@ -1299,16 +1299,6 @@ async fn a_body_that_is_not_an_admission_review_gets_400_and_the_server_keeps_se
 
 const POD_REVIEW: &str = include_str!("fixtures/admission/pod-create.json");
 
-/// A fresh TLS connection that negotiated `alpn` and then sends nothing.
-async fn idle_connection(
-    server: &TestServer,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut stream = tls_connect(server, alpn).await;
-    stream.flush().await.expect("flush");
-    stream
-}
-
 #[tokio::test]
 async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_client() {
     bounded(async {
