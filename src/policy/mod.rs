@@ -245,20 +245,7 @@ pub fn evaluate_owned(
     let received = Workload::read(kind, &object)?;
     let declared_settings =
         annotations::effective(&received.annotations, &received.template_annotations);
-    let (declared, mut problems) = annotations::parse(&declared_settings);
-    if let (Some(port), Some(setting)) = (
-        &declared.readiness_port,
-        declared_settings.get(annotations::READINESS_PORT),
-    ) {
-        if let Some(reason) = readiness::undeclared_port(&received.pod_spec, port) {
-            problems.push(Problem {
-                key: annotations::READINESS_PORT.to_string(),
-                value: setting.value.clone(),
-                origin: setting.origin,
-                reason,
-            });
-        }
-    }
+    let (declared, problems) = annotations::parse(&declared_settings);
     let requested = mode;
     let mode = effective_mode(mode, declared.mode);
     let mut verdict = Verdict {
