@@ -6,10 +6,12 @@
 //! `--output yaml` re-read is the original plus the patch, no probe on a
 //! UDP-only container, and no audit warning over 120 characters.
 
+#[path = "support/audit.rs"]
+mod audit;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rollguard::admission::{answer, PolicyConfig, Route};
 use rollguard::check::{documents, parse, run, CheckOptions, Format, Input};
 use rollguard::policy::{evaluate, EvalRequest, Mode, Stage, MAX_WARNING_CHARS};
 use rollguard::rules::Rule;
@@ -95,45 +97,6 @@ fn check_yaml(text: &str) -> String {
     let mut out = Vec::new();
     run(&[Input::Stdin], &options, &mut text.as_bytes(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn audit_warnings(object: &Value, kind: WorkloadKind) -> Vec<String> {
-    let (group, version) = match object["apiVersion"]
-        .as_str()
-        .unwrap_or("v1")
-        .split_once('/')
-    {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), "v1".to_string()),
-    };
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "corpus",
-            "kind": {"group": group, "version": version, "kind": kind.name()},
-            "resource": {"group": group, "version": version, "resource": "x"},
-            "operation": "CREATE",
-            "namespace": "corpus",
-            "userInfo": {},
-            "object": object,
-        }
-    });
-    let reply = answer(
-        Route::Audit,
-        &serde_json::to_vec(&body).unwrap(),
-        &PolicyConfig::default(),
-    );
-    let reply: Value = serde_json::from_slice(&reply.body).unwrap();
-    reply["response"]["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn udp_only(container: &Value) -> bool {
@@ -259,7 +222,7 @@ fn corpus_is_read_and_admitted_as_a_careful_engineer_expects() {
                 }
             }
             // Audit warnings: at most 120 characters, never a cut JSON value.
-            for w in audit_warnings(&object, kind) {
+            for w in audit::warnings(&audit::audit_response(&object)) {
                 if w.chars().count() > MAX_WARNING_CHARS || w.contains("{\"") {
                     failures.push(format!("{name}:{}: warning {w:?}", doc.line));
                 }

@@ -1,7 +1,9 @@
 //! One test per finding of the corpus run (issue 11), each on a minimal
 //! manifest cut from the corpus file named above it.
 
-use rollguard::admission::{answer, PolicyConfig, Route};
+#[path = "support/audit.rs"]
+mod audit;
+
 use rollguard::check::{documents, parse, run, CheckOptions, Format, Input};
 use rollguard::policy::{
     evaluate, EffectiveMode, EvalRequest, Mode, Stage, Verdict, MAX_WARNING_CHARS,
@@ -236,36 +238,12 @@ fn finding_6_parse_errors_point_at_the_files_own_line() {
 }
 
 fn audit_warnings(yaml: &str) -> Vec<String> {
-    let object = read(yaml);
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u1",
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "operation": "CREATE",
-            "namespace": "ns",
-            "name": "x",
-            "userInfo": {},
-            "object": object,
-        }
-    });
-    let reply = answer(
-        Route::Audit,
-        &serde_json::to_vec(&body).unwrap(),
-        &PolicyConfig::default(),
-    );
-    let reply: Value = serde_json::from_slice(&reply.body).unwrap();
-    let response = &reply["response"];
+    let response = audit::audit_response(&read(yaml));
     assert!(
         response["auditAnnotations"]["detail"].is_string(),
         "{response}"
     );
-    response["warnings"]
-        .as_array()
-        .map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default()
+    audit::warnings(&response)
 }
 
 #[test]

@@ -95,6 +95,7 @@ impl Reporter {
         Ok(())
     }
 
+    /// Input that could not be read.
     pub fn error(
         &mut self,
         out: &mut dyn Write,
@@ -102,25 +103,7 @@ impl Reporter {
         line: usize,
         message: &str,
     ) -> Result<(), CheckError> {
-        let position = if line > 0 {
-            format!("{source}:{line}")
-        } else {
-            source.to_string()
-        };
-        match self.format {
-            Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(RED, "error"))?,
-            Format::Sarif => self.json_entry(
-                out,
-                &sarif_result("invalid-input", "error", message, source, line),
-            )?,
-            Format::Json => self.json_entry(
-                out,
-                &json!({"file": source, "line": line, "error": message}),
-            )?,
-            // Keep the pipeline's stdout valid YAML / diff.
-            Format::Yaml | Format::Diff => eprintln!("error: {position}: {message}"),
-        }
-        Ok(())
+        self.input_problem(out, "error", RED, source, line, message)
     }
 
     /// A problem in the input that did not stop it being read.
@@ -131,22 +114,35 @@ impl Reporter {
         line: usize,
         message: &str,
     ) -> Result<(), CheckError> {
-        let position = format!("{source}:{line}");
+        self.input_problem(out, "warning", YELLOW, source, line, message)
+    }
+
+    /// `level` is `error` or `warning`: the word shown and the JSON/SARIF key.
+    fn input_problem(
+        &mut self,
+        out: &mut dyn Write,
+        level: &str,
+        color: &str,
+        source: &str,
+        line: usize,
+        message: &str,
+    ) -> Result<(), CheckError> {
+        let position = if line > 0 {
+            format!("{source}:{line}")
+        } else {
+            source.to_string()
+        };
         match self.format {
-            Format::Text => writeln!(
-                out,
-                "{}: {position}: {message}",
-                self.paint(YELLOW, "warning")
-            )?,
+            Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(color, level))?,
             Format::Sarif => self.json_entry(
                 out,
-                &sarif_result("invalid-input", "warning", message, source, line),
+                &sarif_result("invalid-input", level, message, source, line),
             )?,
-            Format::Json => self.json_entry(
-                out,
-                &json!({"file": source, "line": line, "warning": message}),
-            )?,
-            Format::Yaml | Format::Diff => eprintln!("warning: {position}: {message}"),
+            Format::Json => {
+                self.json_entry(out, &json!({"file": source, "line": line, level: message}))?
+            }
+            // Keep the pipeline's stdout valid YAML / diff.
+            Format::Yaml | Format::Diff => eprintln!("{level}: {position}: {message}"),
         }
         Ok(())
     }
