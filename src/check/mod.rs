@@ -14,7 +14,7 @@ use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
-pub use input::{documents, expand, Document, Documents, Input};
+pub use input::{documents, expand, objects, parse, Document, Documents, Input};
 pub use report::Format;
 
 #[derive(Debug, Error)]

@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod render;
+pub mod report;
 pub mod scenario;
 
 pub use model::{simulate, Controller, Figures, Scenario, Timeline};
