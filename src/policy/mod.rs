@@ -284,8 +284,13 @@ fn plan_mutations(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
         .find(|m| m.rule == Rule::PrestopSleep && m.action == Action::Apply)
         .and(prestop::configured_sleep(ctx));
     mutations.extend(readiness::plan(&workload.pod_spec, ctx));
-    mutations.extend(grace::plan(&workload.pod_spec, ctx, injected_sleep));
-    mutations.extend(strategy::plan(workload, ctx));
+    let grace = grace::plan(&workload.pod_spec, ctx, injected_sleep);
+    let planned_grace = grace
+        .iter()
+        .find(|m| m.action == Action::Apply)
+        .and_then(|m| m.new.as_i64());
+    mutations.extend(grace);
+    mutations.extend(strategy::plan(workload, ctx, planned_grace));
     mutations
 }
 

@@ -43,8 +43,9 @@ impl Plan {
 /// The (maxSurge, maxUnavailable) a rule wants, given the current plan.
 type WantFn = fn(&Plan) -> (Option<i32>, Option<i32>);
 
-pub fn plan(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
-    let mut mutations = plan_min_ready(workload, ctx);
+/// `planned_grace`: the terminationGracePeriodSeconds `grace-period` writes, if any.
+pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) -> Vec<Mutation> {
+    let mut mutations = plan_min_ready(workload, ctx, planned_grace);
     let Some(rollout) = workload.rollout.as_ref().filter(|r| r.is_rolling_update()) else {
         return mutations;
     };
@@ -167,23 +168,80 @@ fn field_mutation(
     })
 }
 
-/// `warmup`: minReadySeconds at least the declared warm-up.
-fn plan_min_ready(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
-    let (Some(action), Some(warmup)) = (ctx.mutation_action(Rule::Warmup), ctx.declared.warmup)
-    else {
-        return Vec::new();
-    };
-    if workload.kind == WorkloadKind::Pod || i64::from(workload.min_ready_seconds) >= warmup {
+/// Headroom above minReadySeconds when rollguard raises progressDeadlineSeconds
+/// with it: the API server refuses a deadline not above minReadySeconds, and
+/// each replacement also needs time to become Ready.
+pub const PROGRESS_DEADLINE_HEADROOM_SECONDS: i64 = 600;
+
+/// The longest a stopped pod can keep terminating (flushing): its grace
+/// period, after which the kubelet kills it. `grace-period` sets it to preStop
+/// + declared shutdown + buffer; `planned_grace` is that value when it is
+/// being written, so a second pass reaches the same figure.
+pub fn flush_seconds(workload: &Workload, planned_grace: Option<i64>) -> i64 {
+    planned_grace
+        .or(workload.pod_spec.termination_grace_period_seconds)
+        .unwrap_or(k8s::DEFAULT_GRACE_PERIOD_SECONDS)
+}
+
+/// `warmup`: minReadySeconds at least the declared warm-up. `stateful-serial`:
+/// minReadySeconds at least the flush, because the Deployment controller
+/// counts a terminating pod as gone and stops the next old pod as soon as the
+/// replacement is available (`reconcileOldReplicaSets`); only minReadySeconds
+/// holds it back until the previous flush is over. Either raise also lifts
+/// progressDeadlineSeconds above it, so the API server never refuses the result.
+fn plan_min_ready(
+    workload: &Workload,
+    ctx: &Context<'_>,
+    planned_grace: Option<i64>,
+) -> Vec<Mutation> {
+    if workload.kind == WorkloadKind::Pod {
         return Vec::new();
     }
-    vec![Mutation {
-        rule: Rule::Warmup,
+    let current = i64::from(workload.min_ready_seconds);
+    let mut wanted: Option<(Rule, Action, i64)> = None;
+    if let (Some(action), Some(warmup)) = (ctx.mutation_action(Rule::Warmup), ctx.declared.warmup) {
+        wanted = Some((Rule::Warmup, action, warmup));
+    }
+    let serial_deployment = workload.kind == WorkloadKind::Deployment
+        && ctx.declared.profile == Profile::Stateful
+        && workload
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.is_rolling_update() && r.replicas != 1);
+    if let Some(action) = ctx
+        .mutation_action(Rule::StatefulSerial)
+        .filter(|_| serial_deployment)
+    {
+        let flush = flush_seconds(workload, planned_grace);
+        if wanted.is_none_or(|(_, _, w)| flush > w) {
+            wanted = Some((Rule::StatefulSerial, action, flush));
+        }
+    }
+    let Some((rule, action, target)) = wanted.filter(|&(_, _, t)| t > current) else {
+        return Vec::new();
+    };
+    let mut mutations = vec![Mutation {
+        rule,
         path: path!["spec", "minReadySeconds"].into(),
         field: "spec.minReadySeconds".to_string(),
         old: Some(Value::from(workload.min_ready_seconds)),
-        new: Value::from(warmup),
+        new: Value::from(target),
         action,
-    }]
+    }];
+    if let Some(rollout) = workload.rollout.as_ref() {
+        let deadline = i64::from(rollout.progress_deadline_seconds);
+        if deadline <= target {
+            mutations.push(Mutation {
+                rule,
+                path: path!["spec", "progressDeadlineSeconds"].into(),
+                field: "spec.progressDeadlineSeconds".to_string(),
+                old: Some(Value::from(deadline)),
+                new: Value::from(target + PROGRESS_DEADLINE_HEADROOM_SECONDS),
+                action,
+            });
+        }
+    }
+    mutations
 }
 
 pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
@@ -203,17 +261,47 @@ pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
         ));
     }
     if !rollout.is_rolling_update() {
-        if stateful && rollout.strategy_type == "Recreate" {
+        // With one replica, serial and Recreate stop the same single pod.
+        if stateful && rollout.strategy_type == "Recreate" && rollout.replicas != 1 {
             found.push(Finding::new(
                 Rule::StatefulRecreate,
                 "spec.strategy.type",
-                "strategy Recreate on a stateful workload stops every replica at once",
+                format!(
+                    "Recreate stops all {} replicas at once: {} flush together, 0 ready meanwhile",
+                    rollout.replicas, rollout.replicas
+                ),
             ));
         }
         return found;
     }
-    found.extend(check_rolling(rollout, stateful));
+    let parallel = check_rolling(rollout, stateful);
+    // One stateful-parallel finding at a time: the strategy first.
+    let overlap = stateful
+        && rollout.replicas != 1
+        && parallel.iter().all(|f| f.rule != Rule::StatefulParallel);
+    found.extend(parallel);
+    if overlap {
+        found.extend(check_flush_overlap(workload));
+    }
     found
+}
+
+/// A stateful Deployment whose minReadySeconds is below the flush: the
+/// controller stops the next old pod once the replacement is available, while
+/// the previous one still flushes (see `plan_min_ready`).
+fn check_flush_overlap(workload: &Workload) -> Option<Finding> {
+    let flush = flush_seconds(workload, None);
+    let min_ready = i64::from(workload.min_ready_seconds);
+    (min_ready < flush).then(|| {
+        Finding::new(
+            Rule::StatefulParallel,
+            "spec.minReadySeconds",
+            format!(
+                "minReadySeconds {min_ready} < {}s flush: the next pod stops while the last still flushes",
+                flush
+            ),
+        )
+    })
 }
 
 fn check_rolling(rollout: &Rollout, stateful: bool) -> Vec<Finding> {
@@ -251,7 +339,8 @@ fn check_rolling(rollout: &Rollout, stateful: bool) -> Vec<Finding> {
             Rule::StatefulParallel,
             "spec.strategy.rollingUpdate.maxUnavailable",
             format!(
-                "maxUnavailable {unavailable_text} resolves to {} for {replicas} replicas: stateful pods must stop one at a time",
+                "maxUnavailable {unavailable_text} resolves to {} for {replicas} replicas: {} stateful pods flush at once",
+                f.effective_unavailable(),
                 f.effective_unavailable()
             ),
         ));
