@@ -174,9 +174,9 @@ fn field_mutation(
 pub const PROGRESS_DEADLINE_HEADROOM_SECONDS: i64 = 600;
 
 /// The longest a stopped pod can keep terminating (flushing): its grace
-/// period, after which the kubelet kills it. `grace-period` sets it to preStop
-/// + declared shutdown + buffer; `planned_grace` is that value when it is
-/// being written, so a second pass reaches the same figure.
+/// period, after which the kubelet kills it. `grace-period` sets it to the
+/// preStop sleep plus the declared shutdown and a buffer; `planned_grace` is
+/// that value when it is being written, so a second pass reaches the same figure.
 pub fn flush_seconds(workload: &Workload, planned_grace: Option<i64>) -> i64 {
     planned_grace
         .or(workload.pod_spec.termination_grace_period_seconds)
