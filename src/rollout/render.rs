@@ -100,7 +100,7 @@ pub fn table(timeline: &Timeline) -> String {
 const WIDTH: f64 = 800.0;
 const LEFT: f64 = 70.0;
 const LANE: f64 = 16.0;
-const TOP: f64 = 46.0;
+const TOP: f64 = 60.0;
 
 fn colour(new: bool, state: PodState) -> &'static str {
     match (new, state) {
@@ -118,6 +118,7 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// `title` names the workload; the scenario and figures follow below it.
 /// Every pod as a lane over time: warming (light), ready (solid),
 /// terminating (red); old revision blue, new green.
 pub fn svg(title: &str, timeline: &Timeline) -> String {
@@ -140,6 +141,11 @@ pub fn svg(title: &str, timeline: &Timeline) -> String {
     let _ = writeln!(
         out,
         r#"<text x="10" y="32">{}</text>"#,
+        escape(&describe(timeline))
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="10" y="47">{}</text>"#,
         escape(&figures(timeline))
     );
     for (lane, pod) in timeline.pods.iter().enumerate() {

@@ -181,7 +181,7 @@ fn show(
             }
             for (file, label, timeline) in files {
                 let path = dir.join(file);
-                let title = format!("{} {label}: {}", sim.identity, render::describe(timeline));
+                let title = format!("{} {label}", sim.identity);
                 write_file(&path, &render::svg(&title, timeline))?;
                 writeln!(out, "  wrote {}", path.display())?;
             }
