@@ -142,6 +142,10 @@ rules! {
         why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store; with minReadySeconds below the flush, even maxUnavailable 1 stops the next pod mid-flush.",
         fix: "Set maxUnavailable: 1 (and maxSurge: 0) and minReadySeconds >= terminationGracePeriodSeconds (stateful-serial does both).",
         example: "rollguard.io/profile: stateful, replicas: 8, maxSurge: 0, maxUnavailable: 25% (resolves to 2)";
+    StatefulOnDelete = "stateful-on-delete", Validation, Warn,
+        why: "A stateful StatefulSet with updateStrategy OnDelete rolls only as pods are deleted by hand: nothing keeps those deletions one at a time.",
+        fix: "Use updateStrategy RollingUpdate with maxUnavailable: 1 (a partition stages the rollout), or delete pods one by one after each is Ready.",
+        example: "kind: StatefulSet, rollguard.io/profile: stateful, updateStrategy.type: OnDelete";
     GraceBelowShutdown = "grace-below-shutdown", Validation, Deny,
         why: "The kubelet kills the app with SIGKILL before its declared shutdown can finish: state is lost.",
         fix: "Raise terminationGracePeriodSeconds to at least preStop sleep + rollguard.io/shutdown-timeout.",

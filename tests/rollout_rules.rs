@@ -251,3 +251,66 @@ fn the_measured_stateful_rollout_is_serial_once_admitted() {
     let after = simulate(&from_object(&admitted, assume).unwrap().unwrap());
     assert_eq!(after.figures.max_terminating, 1);
 }
+
+fn stateful_set(replicas: i64, policy: &str, update: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "annotations": {"rollguard.io/profile": "stateful"}},
+        "spec": {
+            "replicas": replicas, "podManagementPolicy": policy, "updateStrategy": update,
+            "selector": {"matchLabels": {"app": "db"}}, "serviceName": "db",
+            "template": {"metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:2", "ports": [{"containerPort": 5432}]}]}}
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn admitted_stateful_sets_flush_one_at_a_time(
+        replicas in 0..8i64,
+        parallel in any::<bool>(),
+        max_unavailable in int_or_percent(),
+        partition in 0..4i64,
+        ready_after in prop::sample::select(vec![0u32, 3, 30]),
+    ) {
+        let update = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable, "partition": partition}});
+        let set = stateful_set(replicas, if parallel { "Parallel" } else { "OrderedReady" }, update);
+        let verdict = enforce(&set);
+        prop_assume!(!verdict.denied());
+        let assume = Assumptions { ready_after: Some(ready_after), shutdown: None, new_never_ready: false };
+        let timeline = simulate(&from_object(&verdict.admitted, assume).unwrap().unwrap());
+        prop_assert!(timeline.figures.max_terminating <= 1, "{}", verdict.admitted);
+    }
+}
+
+#[test]
+fn stateful_set_rules_follow_the_model() {
+    let update =
+        |n: Value| json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": n}});
+    let parallel = enforce(&stateful_set(3, "Parallel", update(json!(2))));
+    let found = parallel
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::StatefulParallel)
+        .unwrap();
+    assert!(
+        found.detail.contains("2 stateful pods flush at once"),
+        "{}",
+        found.detail
+    );
+    assert!(parallel.denied());
+    assert!(!enforce(&stateful_set(3, "OrderedReady", update(json!(1)))).denied());
+    let on_delete = enforce(&stateful_set(
+        3,
+        "OrderedReady",
+        json!({"type": "OnDelete"}),
+    ));
+    assert!(!on_delete.denied());
+    assert!(on_delete
+        .violations
+        .iter()
+        .any(|v| v.rule == Rule::StatefulOnDelete));
+}

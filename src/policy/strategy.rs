@@ -12,7 +12,7 @@ use crate::annotations::Profile;
 use crate::k8s_semantics::{self as k8s, show};
 use crate::path;
 use crate::rules::{Action, Rule};
-use crate::workload::{Rollout, Workload, WorkloadKind};
+use crate::workload::{Rollout, StatefulRollout, Workload, WorkloadKind};
 
 /// The fields the strategy rules rewrite, as they stand while rules run.
 #[derive(Debug, Clone)]
@@ -245,6 +245,9 @@ fn plan_min_ready(
 }
 
 pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
+    if let Some(set) = &workload.stateful_set {
+        return check_stateful_set(set, ctx.declared.profile == Profile::Stateful);
+    }
     let Some(rollout) = &workload.rollout else {
         return Vec::new();
     };
@@ -346,6 +349,37 @@ fn check_rolling(rollout: &Rollout, stateful: bool) -> Vec<Finding> {
         ));
     }
     found
+}
+
+/// StatefulSets delete up to maxUnavailable outdated pods at once
+/// (`updateStatefulSetAfterInvariantEstablished`), OrderedReady or Parallel.
+fn check_stateful_set(set: &StatefulRollout, stateful: bool) -> Vec<Finding> {
+    if !stateful {
+        return Vec::new();
+    }
+    if set.on_delete {
+        return vec![Finding::new(
+            Rule::StatefulOnDelete,
+            "spec.updateStrategy.type",
+            "OnDelete: pods roll only as they are deleted; delete them one at a time",
+        )];
+    }
+    let at_once = set.max_unavailable.min(set.replicas - set.partition);
+    if at_once <= 1 {
+        return Vec::new();
+    }
+    let written = set
+        .max_unavailable_written
+        .as_ref()
+        .map(show)
+        .unwrap_or_default();
+    vec![Finding::new(
+        Rule::StatefulParallel,
+        "spec.updateStrategy.rollingUpdate.maxUnavailable",
+        format!(
+            "maxUnavailable {written} resolves to {at_once}: {at_once} stateful pods flush at once"
+        ),
+    )]
 }
 
 fn replicas_word(replicas: i32) -> &'static str {

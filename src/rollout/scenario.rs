@@ -3,7 +3,6 @@
 //! pod takes to become Ready, how long it flushes) from flags or the
 //! rollguard annotations.
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::model::{Controller, Scenario};
@@ -62,7 +61,15 @@ fn read(kind: WorkloadKind, object: &Value, assume: Assumptions) -> Result<Scena
             },
             _ => Controller::Recreate,
         },
-        _ => stateful_set(spec, replicas)?,
+        _ => match &workload.stateful_set {
+            Some(s) => Controller::StatefulSet {
+                ordered: s.ordered,
+                max_unavailable: s.max_unavailable,
+                partition: s.partition,
+                on_delete: s.on_delete,
+            },
+            None => Controller::Recreate,
+        },
     };
     Ok(Scenario {
         replicas,
@@ -71,32 +78,6 @@ fn read(kind: WorkloadKind, object: &Value, assume: Assumptions) -> Result<Scena
         ready_after: assume.ready_after.unwrap_or(DEFAULT_READY_AFTER),
         shutdown,
         new_never_ready: assume.new_never_ready,
-    })
-}
-
-fn stateful_set(spec: Option<&Value>, replicas: i32) -> Result<Controller, String> {
-    let at = |path: &str| spec.and_then(|s| s.pointer(path));
-    let ordered = at("/podManagementPolicy").and_then(Value::as_str) != Some("Parallel");
-    let on_delete = at("/updateStrategy/type").and_then(Value::as_str) == Some("OnDelete");
-    let max_unavailable = match at("/updateStrategy/rollingUpdate/maxUnavailable") {
-        None | Some(Value::Null) => 1,
-        Some(value) => {
-            let value: IntOrString = serde_json::from_value(value.clone())
-                .map_err(|e| format!("spec.updateStrategy.rollingUpdate.maxUnavailable: {e}"))?;
-            // The StatefulSet controller rounds a percentage down, with at least 1.
-            k8s::scaled_value(&value, replicas, false)
-                .map_err(|e| format!("spec.updateStrategy.rollingUpdate.maxUnavailable: {e}"))?
-                .max(1)
-        }
-    };
-    let partition = at("/updateStrategy/rollingUpdate/partition")
-        .and_then(Value::as_i64)
-        .map_or(0, |n| n.clamp(0, i64::from(i32::MAX)) as i32);
-    Ok(Controller::StatefulSet {
-        ordered,
-        max_unavailable,
-        partition,
-        on_delete,
     })
 }
 
