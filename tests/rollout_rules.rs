@@ -213,16 +213,17 @@ fn stateful_recreate_is_not_reported_for_one_replica() {
         stateful,
         None,
     );
-    let verdict = enforce(&three);
-    let found = verdict
-        .violations
-        .iter()
-        .find(|v| v.rule == Rule::StatefulRecreate)
-        .unwrap();
+    assert_detail(&enforce(&three), Rule::StatefulRecreate, "3 flush together");
+}
+
+/// The rule fired and its message cites the simulated consequence.
+fn assert_detail(verdict: &Verdict, rule: Rule, consequence: &str) {
+    let found = verdict.violations.iter().find(|v| v.rule == rule);
+    let detail = found.map_or("", |v| v.detail.as_str());
+    assert!(detail.contains(consequence), "{rule:?}: {detail:?}");
     assert!(
-        found.detail.contains("3 flush together"),
-        "{}",
-        found.detail
+        detail.len() <= 120,
+        "{rule:?} message over 120 chars: {detail}"
     );
 }
 
@@ -291,15 +292,10 @@ fn stateful_set_rules_follow_the_model() {
     let update =
         |n: Value| json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": n}});
     let parallel = enforce(&stateful_set(3, "Parallel", update(json!(2))));
-    let found = parallel
-        .violations
-        .iter()
-        .find(|v| v.rule == Rule::StatefulParallel)
-        .unwrap();
-    assert!(
-        found.detail.contains("2 stateful pods flush at once"),
-        "{}",
-        found.detail
+    assert_detail(
+        &parallel,
+        Rule::StatefulParallel,
+        "2 stateful pods flush at once",
     );
     assert!(parallel.denied());
     assert!(!enforce(&stateful_set(3, "OrderedReady", update(json!(1)))).denied());
