@@ -12,9 +12,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::policy::{self, EffectiveMode, Mode, Stage, Verdict};
-use crate::pruned::{self, Keep};
+use crate::pruned::{self, Expect, Keep};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
+use crate::workload::MAX_CONTAINERS_REVIEWED;
 use crate::workload::{WorkloadKind, OBJECT_SHAPE};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -104,17 +105,66 @@ pub fn answer(route: Route, body: &[u8], config: &PolicyConfig) -> ReviewReply {
     answer_read_as(route, body, config, Some(&REVIEW_SHAPE))
 }
 
-/// What of a review the webhook reads: the request's envelope whole, its
-/// object as far as the rules use it, not its `oldObject`.
+/// What of a review the webhook reads: the request's envelope as far as
+/// kube's `AdmissionRequest` types it, its object as far as the rules use it,
+/// not its `oldObject`. Members of no known type are skipped, and lists no
+/// rule reads are checked but not built, so memory per review follows what
+/// is read, not what is sent (a review whose envelope carries millions of
+/// array elements costs what its bytes cost).
 static REVIEW_SHAPE: Keep = Keep::Members(
-    &[(
-        "request",
-        &Keep::Members(
-            &[("object", &OBJECT_SHAPE), ("oldObject", &Keep::Skip)],
-            &Keep::All,
+    &[
+        ("apiVersion", &SCALAR),
+        ("kind", &SCALAR),
+        (
+            "request",
+            &Keep::Members(
+                &[
+                    ("object", &OBJECT_SHAPE),
+                    ("oldObject", &Keep::Skip),
+                    ("uid", &SCALAR),
+                    ("kind", &GROUP_VERSION),
+                    ("resource", &GROUP_VERSION),
+                    ("subResource", &SCALAR),
+                    ("requestKind", &GROUP_VERSION),
+                    ("requestResource", &GROUP_VERSION),
+                    ("requestSubResource", &SCALAR),
+                    ("name", &SCALAR),
+                    ("namespace", &SCALAR),
+                    ("operation", &SCALAR),
+                    (
+                        "userInfo",
+                        &Keep::Members(
+                            &[
+                                ("username", &SCALAR),
+                                ("uid", &SCALAR),
+                                ("groups", &Keep::Check(Expect::Strings)),
+                                ("extra", &Keep::Check(Expect::StringLists)),
+                            ],
+                            &Keep::Skip,
+                        ),
+                    ),
+                    ("dryRun", &SCALAR),
+                    // A RawExtension: any JSON is valid, none is read.
+                    ("options", &Keep::Skip),
+                ],
+                &Keep::Skip,
+            ),
         ),
-    )],
-    &Keep::All,
+    ],
+    &Keep::Skip,
+);
+
+static SCALAR: Keep = Keep::Check(Expect::Scalar);
+
+/// A GroupVersionKind or GroupVersionResource.
+static GROUP_VERSION: Keep = Keep::Members(
+    &[
+        ("group", &SCALAR),
+        ("version", &SCALAR),
+        ("kind", &SCALAR),
+        ("resource", &SCALAR),
+    ],
+    &Keep::Skip,
 );
 
 /// [`answer`], reading the whole review with `serde_json::from_slice`: what
@@ -153,6 +203,16 @@ fn answer_read_as(
         log.outcome = "ignored";
         return reply(AdmissionResponse::from(&request), log);
     };
+    if has_too_many_containers(&object) {
+        log.outcome = "skipped";
+        log.skipped = true;
+        let mut response = AdmissionResponse::from(&request);
+        response.warnings = Some(vec![format!(
+            "rollguard did not review this {kind}: more than the {MAX_CONTAINERS_REVIEWED} containers it reviews"
+        )]);
+        log.warnings = 1;
+        return reply(response, log);
+    }
     let mode = if config.audit_only || route == Route::Audit {
         Mode::Audit
     } else {
@@ -173,6 +233,23 @@ fn answer_read_as(
             "error",
         ),
     }
+}
+
+/// Whether the object's pod spec has more than [`MAX_CONTAINERS_REVIEWED`]
+/// containers (the pruned read stops counting just past it).
+fn has_too_many_containers(object: &Value) -> bool {
+    let Some(spec) = object.get("spec") else {
+        return false;
+    };
+    let pod_spec = spec
+        .get("template")
+        .and_then(|template| template.get("spec"))
+        .unwrap_or(spec);
+    let count = pod_spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    count > MAX_CONTAINERS_REVIEWED
 }
 
 /// The request with the object kept as raw JSON (pruned to what the rules

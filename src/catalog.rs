@@ -13,7 +13,7 @@ pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
     ("rollguard.io/prestop-sleep", "duration", "preStop sleep for this workload; overrides the server default; `0s` disables injection."),
     ("rollguard.io/warmup", "duration", "How long a new pod needs after Ready before it takes full load."),
     ("rollguard.io/readiness-path", "HTTP path, e.g. `/ready`", "Makes an injected readiness probe an httpGet on this path."),
-    ("rollguard.io/readiness-port", "port number or name", "Port of an injected readiness probe."),
+    ("rollguard.io/readiness-port", "port number or name", "Port of an injected readiness probe; a name must be declared by a container (`invalid-annotation` otherwise)."),
     ("rollguard.io/waive", "comma-separated rule names", "Rules that must not reject this object (still warned and counted). `invalid-annotation` cannot be waived."),
     ("rollguard.io/mode", "`audit`, `off`", "Lowers the namespace's mode for this object: report only, or skip entirely. It can never raise it."),
     ("rollguard.io/mutated", "(written by rollguard)", "The rules that changed this object."),

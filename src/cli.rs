@@ -101,7 +101,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
 
-    /// Connections served at once on --listen; more wait in the backlog.
+    /// Connections served at once on --listen; at the cap the connection idle
+    /// for longest is closed to make room for the new one.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
@@ -110,6 +111,12 @@ pub struct ServeArgs {
     /// keep-alive connection stays open.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,
+
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 with a GOAWAY); at the connection cap the idlest one is
+    /// closed at once to make room.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_nonzero_duration)]
+    pub idle_timeout: Duration,
 
     /// Upper bound on one admission request, body included; the API
     /// server's ?timeout= lowers it per request.
@@ -374,7 +381,21 @@ fn certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The allocator reads its settings before `main`: all the server can do is
+/// say when they are missing.
+fn warn_unless_allocator_bounded() {
+    for (name, value) in crate::ALLOCATOR_ENV {
+        if std::env::var(name).ok().as_deref() != Some(value) {
+            warn!(
+                "{name} is not {value}: memory freed after large reviews stays with the process; \
+                 set {name}={value} in the environment (the image and the shipped Deployment do)"
+            );
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    warn_unless_allocator_bounded();
     let settings = match args.policy.load() {
         Ok(loaded) if loaded.auto_handler => {
             let mut settings = loaded.settings;
@@ -475,6 +496,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state,
         timeouts: Timeouts {
             header_read: args.header_read_timeout,
+            idle: args.idle_timeout,
             shutdown_delay: args.shutdown_delay,
             drain: args.drain_timeout,
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
@@ -539,6 +561,7 @@ mod tests {
         assert_eq!(args.max_connections, 1024);
         assert_eq!(args.request_timeout, Duration::from_secs(30));
         assert_eq!(args.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.idle_timeout, server::DEFAULT_IDLE_TIMEOUT);
         assert_eq!(args.drain_timeout, Duration::from_secs(10));
         assert!(args.client_ca.is_none());
     }

@@ -20,21 +20,30 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i
     match value {
         IntOrString::Int(n) => Ok(*n),
         IntOrString::String(text) => {
-            let percent: i64 = text
+            let digits = text
                 .strip_suffix('%')
-                .and_then(|digits| digits.parse().ok())
+                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| {
                     format!("{text:?} is neither an integer nor a percentage like 25%")
                 })?;
-            let product = percent * i64::from(total);
+            // The API server accepts any run of digits (`^[0-9]+%$`): a
+            // percentage too large for the arithmetic saturates instead of
+            // wrapping round to a small (or zero) number of pods.
+            let percent: i128 = digits.parse().unwrap_or(i128::MAX);
+            let product = percent.saturating_mul(i128::from(total));
             let scaled = if round_up {
-                product.div_euclid(100) + i64::from(product.rem_euclid(100) != 0)
+                product.div_euclid(100) + i128::from(product.rem_euclid(100) != 0)
             } else {
                 product.div_euclid(100)
             };
-            i32::try_from(scaled).map_err(|_| format!("{text:?} of {total} is out of range"))
+            Ok(saturate_i32(scaled))
         }
     }
+}
+
+/// `value` clamped into `i32`, the type of every replica count.
+fn saturate_i32(value: i128) -> i32 {
+    i32::try_from(value).unwrap_or(if value < 0 { i32::MIN } else { i32::MAX })
 }
 
 /// maxSurge and maxUnavailable as the deployment controller computes them.
@@ -103,9 +112,28 @@ mod tests {
 
     #[test]
     fn malformed_percentages_are_errors() {
-        for text in ["25", "abc", "%", "2.5%"] {
+        for text in ["25", "abc", "%", "2.5%", "+25%", "-25%", " 25%"] {
             assert!(scaled_value(&pct(text), 4, true).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn huge_percentages_saturate_instead_of_wrapping() {
+        // 2^62 % of 4 is 2^62 * 4 / 100: wrapping i64 arithmetic made it 0.
+        let huge = pct("4611686018427387904%");
+        assert_eq!(scaled_value(&huge, 4, true), Ok(i32::MAX));
+        assert_eq!(scaled_value(&huge, 4, false), Ok(i32::MAX));
+        assert_eq!(scaled_value(&pct("999999999999%"), 4, true), Ok(i32::MAX));
+        let beyond_any_integer = format!("{}%", "9".repeat(60));
+        assert_eq!(
+            scaled_value(&pct(&beyond_any_integer), 1, false),
+            Ok(i32::MAX)
+        );
+        assert_eq!(scaled_value(&huge, 0, true), Ok(0));
+        assert_eq!(scaled_value(&pct("100%"), i32::MAX, false), Ok(i32::MAX));
+        let f = resolve_fenceposts(&huge, &IntOrString::Int(0), 4).unwrap();
+        assert!(!f.both_zero);
+        assert_eq!(f.surge, i32::MAX);
     }
 
     #[test]

@@ -24,6 +24,26 @@ pub enum Keep {
     Members(&'static [(&'static str, &'static Keep)], &'static Keep),
     /// An array: each element as the shape says (kept whole if not an array).
     Each(&'static Keep),
+    /// [`Keep::Each`] for the first `n` elements; past them, one `null`
+    /// stands for all the rest, which are checked but not built. A reader
+    /// sees `n + 1` elements exactly when there are more than `n`.
+    EachUpTo(usize, &'static Keep),
+    /// A value of a known type that no rule reads: checked to be of that
+    /// type, and never built (read as `null`, i.e. absent, when it is).
+    Check(Expect),
+}
+
+/// The types [`Keep::Check`] checks without building.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// A string, number, boolean or null: built, as it costs no more than its
+    /// bytes, so that the typed reader reports the right type error.
+    Scalar,
+    /// An array of strings (or null).
+    Strings,
+    /// An object whose members are arrays of strings (or null), like
+    /// `userInfo.extra`.
+    StringLists,
 }
 
 /// Parses `bytes` keeping what `keep` names.
@@ -54,6 +74,7 @@ impl<'de> DeserializeSeed<'de> for Shaped {
         match self.0 {
             Keep::All => serde::Deserialize::deserialize(deserializer),
             Keep::Skip => deserializer.deserialize_any(Discard).map(|()| Value::Null),
+            Keep::Check(expect) => deserializer.deserialize_any(Checked(*expect)),
             shape => deserializer.deserialize_any(ShapedVisitor(shape)),
         }
     }
@@ -154,6 +175,147 @@ impl<'de> Visitor<'de> for Discard {
     }
 }
 
+/// Reads a value of an [`Expect`]ed type. A value of another type is an
+/// error, which the typed reader would have reported as well.
+#[derive(Clone, Copy)]
+struct Checked(Expect);
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Any string; anything else is an error.
+#[derive(Clone, Copy)]
+struct AString;
+
+impl<'de> DeserializeSeed<'de> for AString {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AString {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Expect::Scalar => "a string, number, boolean or null",
+            Expect::Strings => "an array of strings",
+            Expect::StringLists => "a map of string arrays",
+        })
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        match self.0 {
+            Expect::Scalar => Ok(Value::Bool(v)),
+            _ => Err(E::invalid_type(de::Unexpected::Bool(v), &self)),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        match self.0 {
+            Expect::Scalar => Ok(Value::from(v)),
+            _ => Err(E::invalid_type(de::Unexpected::Signed(v), &self)),
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        match self.0 {
+            Expect::Scalar => Ok(Value::from(v)),
+            _ => Err(E::invalid_type(de::Unexpected::Unsigned(v), &self)),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        match self.0 {
+            Expect::Scalar => Ok(Value::from(v)),
+            _ => Err(E::invalid_type(de::Unexpected::Float(v), &self)),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        match self.0 {
+            Expect::Scalar => Ok(Value::String(v.to_string())),
+            _ => Err(E::invalid_type(de::Unexpected::Str(v), &self)),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        match self.0 {
+            Expect::Strings => {
+                while seq.next_element_seed(AString)?.is_some() {}
+                Ok(Value::Null)
+            }
+            _ => Err(de::Error::invalid_type(de::Unexpected::Seq, &self)),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        match self.0 {
+            Expect::StringLists => {
+                while map.next_key_seed(Discard)?.is_some() {
+                    // Each member must be an array of strings; null is not
+                    // (serde reads `Vec<String>` only from an array).
+                    map.next_value_seed(NonNullStrings)?;
+                }
+                Ok(Value::Null)
+            }
+            _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+        }
+    }
+}
+
+/// An array of strings, null not accepted.
+#[derive(Clone, Copy)]
+struct NonNullStrings;
+
+impl<'de> DeserializeSeed<'de> for NonNullStrings {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NonNullStrings {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(AString)?.is_some() {}
+        Ok(())
+    }
+}
+
 struct ShapedVisitor(&'static Keep);
 
 impl<'de> Visitor<'de> for ShapedVisitor {
@@ -196,13 +358,21 @@ impl<'de> Visitor<'de> for ShapedVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let element = match self.0 {
-            Keep::Each(element) => element,
-            _ => &Keep::All,
+        let (element, at_most) = match self.0 {
+            Keep::Each(element) => (*element, usize::MAX),
+            Keep::EachUpTo(at_most, element) => (*element, *at_most),
+            _ => (&Keep::All, usize::MAX),
         };
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(Shaped(element))? {
-            items.push(item);
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(at_most));
+        while items.len() < at_most {
+            match seq.next_element_seed(Shaped(element))? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+        if seq.next_element_seed(Discard)?.is_some() {
+            while seq.next_element_seed(Discard)?.is_some() {}
+            items.push(Value::Null);
         }
         Ok(Value::Array(items))
     }
@@ -234,6 +404,55 @@ impl<'de> Visitor<'de> for ShapedVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    static CHECKED: Keep = Keep::Members(
+        &[
+            ("s", &Keep::Check(Expect::Scalar)),
+            ("list", &Keep::Check(Expect::Strings)),
+            ("lists", &Keep::Check(Expect::StringLists)),
+        ],
+        &Keep::Skip,
+    );
+
+    static UP_TO_TWO: Keep = Keep::EachUpTo(2, &Keep::Members(&[("n", &Keep::All)], &Keep::Skip));
+
+    #[test]
+    fn elements_past_the_bound_are_one_null() {
+        let parse = |text: &str| from_slice(text.as_bytes(), &UP_TO_TWO).unwrap();
+        assert_eq!(parse(r#"[{"n": 1, "x": 0}]"#), json!([{"n": 1}]));
+        assert_eq!(
+            parse(r#"[{"n": 1}, {"n": 2}]"#),
+            json!([{"n": 1}, {"n": 2}])
+        );
+        assert_eq!(
+            parse(r#"[{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]"#),
+            json!([{"n": 1}, {"n": 2}, null])
+        );
+        assert!(from_slice(br#"[{}, {}, {}, tru]"#, &UP_TO_TWO).is_err());
+    }
+
+    #[test]
+    fn checked_values_are_typed_but_not_built() {
+        let text = br#"{"s": "x", "list": ["a", "b"], "lists": {"k": ["v"], "l": []}}"#;
+        assert_eq!(
+            from_slice(text, &CHECKED).unwrap(),
+            json!({"s": "x", "list": null, "lists": null})
+        );
+        let nulls = br#"{"s": null, "list": null, "lists": null}"#;
+        assert!(from_slice(nulls, &CHECKED).is_ok());
+        for wrong in [
+            r#"{"s": [1]}"#,
+            r#"{"s": {}}"#,
+            r#"{"list": [1]}"#,
+            r#"{"list": [null]}"#,
+            r#"{"list": "a"}"#,
+            r#"{"lists": {"k": null}}"#,
+            r#"{"lists": {"k": [2]}}"#,
+            r#"{"lists": ["v"]}"#,
+        ] {
+            assert!(from_slice(wrong.as_bytes(), &CHECKED).is_err(), "{wrong}");
+        }
+    }
 
     static SHAPE: Keep = Keep::Members(
         &[

@@ -161,7 +161,7 @@ rules! {
     InvalidAnnotation = "invalid-annotation", Validation, Deny,
         why: "A rollguard annotation that cannot be read would silently leave the workload unprotected.",
         fix: "Use one of the accepted values listed in the message (see docs/rules.md for the annotation contract).",
-        example: "rollguard.io/profile: stateless (or the key rollguard.io/shutdown-timout)";
+        example: "rollguard.io/profile: stateless, the key rollguard.io/shutdown-timout, or rollguard.io/readiness-port: metrics with no port named metrics";
     ReadinessMissing = "readiness-missing", Validation, Warn,
         why: "A serving container without a readiness probe receives traffic before it can serve it.",
         fix: "Add a readinessProbe to the container (rollguard injects one in enforce mode).",

@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,18 +28,20 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Level};
 
 use crate::admission::{self, PolicyConfig, ReviewLog, ReviewReply, Route};
+use crate::body_limit::{self, BodyError};
+use crate::connections::{Activity, Registry};
+use crate::evaluation_pool::EvaluationPool;
 use crate::metrics::{self, Metrics};
 
 /// Largest admission request body accepted. The kube-apiserver caps objects
@@ -54,6 +54,18 @@ const OPS_DRAIN: Duration = Duration::from_secs(1);
 /// Default upper bound on one admission request, body upload included. The
 /// API server's own `timeoutSeconds` is at most 30.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default bound on a connection without a request in flight. Longer than
+/// the idle timeout of Go's HTTP client (90 s), the API server's, so that
+/// the client, which knows when it will send next, closes first.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a connection closed for idleness may take to say goodbye.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// While the cap is reached and every connection is busy, how often to look
+/// again for one that has become idle.
+const EVICTION_RETRY: Duration = Duration::from_millis(100);
 
 /// Default cap on concurrent connections to the admission listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -96,8 +108,12 @@ pub struct Timeouts {
     /// A TLS handshake longer than this drops the connection.
     pub tls_handshake: Duration,
     /// HTTP/1 request headers must arrive within this, which also closes
-    /// keep-alive connections idle for that long.
+    /// keep-alive connections idle for that long; any connection (HTTP/2
+    /// too) that has not started a request within this is closed.
     pub header_read: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 with a GOAWAY); HTTP/1 ones already are after `header_read`.
+    pub idle: Duration,
     /// Time between failing readiness and closing the listener.
     pub shutdown_delay: Duration,
     /// Bound on waiting for open connections once the listener is closed.
@@ -112,6 +128,7 @@ impl Default for Timeouts {
         Timeouts {
             tls_handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
+            idle: DEFAULT_IDLE_TIMEOUT,
             shutdown_delay: Duration::from_secs(5),
             drain: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -165,6 +182,8 @@ pub struct AppState {
     /// Upper bound on one admission request from its headers to its answer;
     /// the API server's `?timeout=` lowers it per request.
     pub request_timeout: Duration,
+    /// Where reviews are evaluated (large ones off the async workers).
+    pub evaluation: EvaluationPool,
 }
 
 impl AppState {
@@ -175,6 +194,7 @@ impl AppState {
             readiness: Readiness::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            evaluation: EvaluationPool::for_this_machine(),
         }
     }
 
@@ -187,26 +207,29 @@ impl AppState {
         self.request_timeout = request_timeout;
         self
     }
+
+    pub fn with_evaluation(mut self, evaluation: EvaluationPool) -> Self {
+        self.evaluation = evaluation;
+        self
+    }
 }
 
 /// The admission routes: `POST` on every [`Route::path`], each bounded in
 /// time, with `Connection: close` on HTTP/1 answers once shutting down.
 pub fn app(state: AppState) -> Router {
-    let limit = state.max_body_bytes;
     let mut router = Router::new();
     for route in Route::ALL {
         router = router.route(
             route.path(),
             post(
-                move |State(state): State<AppState>, body: Result<Bytes, BytesRejection>| async move {
-                    review(route, &state, body)
+                move |State(state): State<AppState>, request: Request| async move {
+                    review(route, &state, request).await
                 },
             ),
         );
     }
     router
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), request_edges))
         .with_state(state)
 }
@@ -332,11 +355,27 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-fn review(route: Route, state: &AppState, body: Result<Bytes, BytesRejection>) -> Response {
+async fn review(route: Route, state: &AppState, request: Request) -> Response {
     let started = Instant::now();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let budget = request_budget(request.uri().query(), state.request_timeout);
+    let body =
+        body_limit::read_within(request.into_body(), declared, state.max_body_bytes, budget).await;
     let reply = match body {
-        Ok(body) => answer_or_500(route, &body, &state.policy),
-        Err(rejection) => rejected(&rejection),
+        Ok(body) => {
+            let policy = state.policy.clone();
+            let size = body.len();
+            state
+                .evaluation
+                .run(size, move || answer_or_500(route, &body, &policy))
+                .await
+                .unwrap_or_else(|_| internal_error())
+        }
+        Err(refused) => rejected(&refused),
     };
     let elapsed = started.elapsed();
     state.metrics.record(route, &reply.log, elapsed);
@@ -355,27 +394,30 @@ fn review(route: Route, state: &AppState, body: Result<Bytes, BytesRejection>) -
 /// (and the other requests multiplexed on it) a reset.
 fn answer_or_500(route: Route, body: &[u8], policy: &PolicyConfig) -> ReviewReply {
     std::panic::catch_unwind(AssertUnwindSafe(|| admission::answer(route, body, policy)))
-        .unwrap_or_else(|_| ReviewReply {
-            status: 500,
-            body: b"internal error while reviewing the object\n".to_vec(),
-            log: ReviewLog {
-                outcome: "error",
-                ..ReviewLog::default()
-            },
-        })
+        .unwrap_or_else(|_| internal_error())
+}
+
+fn internal_error() -> ReviewReply {
+    ReviewReply {
+        status: 500,
+        body: b"internal error while reviewing the object\n".to_vec(),
+        log: ReviewLog {
+            outcome: "error",
+            ..ReviewLog::default()
+        },
+    }
 }
 
 /// A body that could not be read: too large, or the client went away.
-fn rejected(rejection: &BytesRejection) -> ReviewReply {
-    let status = rejection.status();
-    let outcome = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "too-large"
-    } else {
-        "bad-request"
+fn rejected(refused: &BodyError) -> ReviewReply {
+    let (status, message) = refused.status_and_message();
+    let outcome = match refused {
+        BodyError::TooLarge { .. } => "too-large",
+        BodyError::Unreadable(_) => "bad-request",
     };
     ReviewReply {
-        status: status.as_u16(),
-        body: format!("{}\n", rejection.body_text()).into_bytes(),
+        status,
+        body: message.into_bytes(),
         log: ReviewLog {
             outcome,
             ..ReviewLog::default()
@@ -479,6 +521,7 @@ pub async fn serve_tls(
         app,
         Limits {
             header_read: timeouts.header_read,
+            idle: timeouts.idle,
             drain: timeouts.drain,
             max_connections: timeouts.max_connections,
         },
@@ -503,6 +546,7 @@ pub async fn serve_plain(
         app,
         Limits {
             header_read,
+            idle: header_read,
             drain,
             max_connections: OPS_MAX_CONNECTIONS,
         },
@@ -514,6 +558,7 @@ pub async fn serve_plain(
 /// What one accept loop enforces.
 struct Limits {
     header_read: Duration,
+    idle: Duration,
     drain: Duration,
     max_connections: usize,
 }
@@ -528,41 +573,26 @@ async fn accept_loop(
 ) {
     let Limits {
         header_read,
+        idle,
         drain,
         max_connections,
     } = limits;
     let builders = Builders::new(header_read);
-    let graceful = GracefulShutdown::new();
+    let bounds = IdleBounds {
+        first_request: header_read,
+        idle,
+    };
+    let registry = Arc::new(Registry::default());
+    let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
-    // A permit per connection, taken before `accept`: past the cap new
-    // connections wait in the kernel's listen backlog instead of each
-    // costing a task, a TLS state and buffers.
+    // A permit per connection. Past the cap, one accepted connection waits
+    // for a slot (the idlest open connection is asked to make room) and the
+    // others wait in the kernel's listen backlog instead of each costing a
+    // task, a TLS state and buffers.
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut cap_warned: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
-                    warn!(
-                        listener = label,
-                        max_connections,
-                        "connection cap reached; new connections wait in the listen backlog"
-                    );
-                    cap_warned = Some(Instant::now());
-                }
-                tokio::select! {
-                    biased;
-                    () = &mut stop => break,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        // The semaphore is never closed.
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut stop => break,
@@ -575,31 +605,63 @@ async fn accept_loop(
                 }
             },
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                    warn!(
+                        listener = label,
+                        max_connections,
+                        "connection cap reached; closing the idlest connections to make room"
+                    );
+                    cap_warned = Some(Instant::now());
+                }
+                let room = async {
+                    loop {
+                        registry.evict_idlest();
+                        if let Ok(Ok(slot)) =
+                            tokio::time::timeout(EVICTION_RETRY, slots.clone().acquire_owned())
+                                .await
+                        {
+                            return slot;
+                        }
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    slot = room => slot,
+                }
+            }
+        };
         // Without it, Nagle's algorithm and delayed ACKs stall small
         // responses by ~40 ms.
         if let Err(err) = stream.set_nodelay(true) {
             debug!(listener = label, %peer, error = %err, "cannot set TCP_NODELAY");
         }
-        // Subscribed before the handshake, so a connection still handshaking
-        // when the drain starts is waited for too.
-        let watcher = graceful.watcher();
+        let entry = registry.open();
         let task = connection(
             stream,
             peer,
             transport.clone(),
             builders.clone(),
             app.clone(),
-            watcher,
+            Watch {
+                activity: entry.activity(),
+                bounds,
+                drain: drain_signal.clone(),
+            },
         );
         connections.spawn(async move {
             task.await;
+            drop(entry);
             drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
 
-    let open = graceful.count();
+    let open = connections.len();
     if open > 0 {
         info!(
             listener = label,
@@ -607,10 +669,11 @@ async fn accept_loop(
             "draining open connections"
         );
     }
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Connections still handshaking see the signal as soon as they start
+    // serving: a watch channel keeps its last value.
+    let _ = draining.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, drained).await.is_err() {
         warn!(
             listener = label,
             drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
@@ -621,16 +684,31 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
+/// How long a connection may go without a request.
+#[derive(Debug, Clone, Copy)]
+struct IdleBounds {
+    first_request: Duration,
+    idle: Duration,
+}
+
+/// What a connection watches besides its own bytes: its idleness, and the
+/// listener's drain.
+struct Watch {
+    activity: Arc<Activity>,
+    bounds: IdleBounds,
+    drain: watch::Receiver<bool>,
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     transport: Transport,
     builders: Arc<Builders>,
     app: Router,
-    watcher: Watcher,
+    watch: Watch,
 ) {
     match transport {
-        Transport::Plain => serve_http(&builders.http1, stream, peer, app, watcher).await,
+        Transport::Plain => serve_http(&builders.http1, stream, peer, app, watch).await,
         Transport::Tls {
             acceptor,
             handshake_timeout,
@@ -660,7 +738,7 @@ async fn connection(
             } else {
                 &builders.http1
             };
-            serve_http(builder, tls, peer, app, watcher).await;
+            serve_http(builder, tls, peer, app, watch).await;
         }
     }
 }
@@ -670,12 +748,51 @@ async fn serve_http<I>(
     io: I,
     peer: SocketAddr,
     app: Router,
-    watcher: Watcher,
+    watch: Watch,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
-    if let Err(err) = watcher.watch(conn).await {
+    let Watch {
+        activity,
+        bounds,
+        mut drain,
+    } = watch;
+    let busy_while_answering = activity.clone();
+    let service = tower::ServiceExt::<hyper::Request<hyper::body::Incoming>>::map_future(
+        app,
+        move |answer| {
+            let busy = busy_while_answering.begin();
+            async move {
+                let response = answer.await;
+                drop(busy);
+                response
+            }
+        },
+    );
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let idle_close = activity.idle_close(bounds.first_request, bounds.idle);
+    let drain_started = async move {
+        // Err only when the listener is gone: drain then too.
+        let _ = drain.wait_for(|draining| *draining).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        reason = idle_close => {
+            debug!(%peer, ?reason, "closing an idle connection");
+            // HTTP/2 gets a GOAWAY; a connection still before its preface is
+            // dropped at once.
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut())
+                .await
+                .unwrap_or(Ok(()))
+        }
+        () = drain_started => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(err) = result {
         // Header timeouts, resets and malformed requests end up here.
         debug!(%peer, error = %err, "connection ended with an error");
     }

@@ -146,6 +146,13 @@ pub struct PodSpec {
 /// with [`Workload::read`], [`PodSpec`] and [`Container`]: a field read there
 /// but not kept here would read as absent (tests/pruned.rs compares every
 /// answer with one computed on the whole object).
+/// Most containers in one pod spec that rollguard reviews. Memory for rules
+/// and patch grows with every container (~10 KiB each); the webhook's own
+/// memory limit must hold for any object the API server can send, and no
+/// real pod comes near this. An object with more is allowed untouched, with
+/// a warning; the containers past it are not even read into memory.
+pub const MAX_CONTAINERS_REVIEWED: usize = 1000;
+
 pub static OBJECT_SHAPE: Keep = Keep::Members(
     &[
         ("apiVersion", &Keep::All),
@@ -155,7 +162,10 @@ pub static OBJECT_SHAPE: Keep = Keep::Members(
             "spec",
             &Keep::Members(
                 &[
-                    ("containers", &Keep::Each(&CONTAINER_SHAPE)),
+                    (
+                        "containers",
+                        &Keep::EachUpTo(MAX_CONTAINERS_REVIEWED, &CONTAINER_SHAPE),
+                    ),
                     ("terminationGracePeriodSeconds", &Keep::All),
                     ("replicas", &Keep::All),
                     ("strategy", &Keep::All),
@@ -196,7 +206,10 @@ static METADATA_SHAPE: Keep = Keep::Members(
 
 static POD_SPEC_SHAPE: Keep = Keep::Members(
     &[
-        ("containers", &Keep::Each(&CONTAINER_SHAPE)),
+        (
+            "containers",
+            &Keep::EachUpTo(MAX_CONTAINERS_REVIEWED, &CONTAINER_SHAPE),
+        ),
         ("terminationGracePeriodSeconds", &Keep::All),
     ],
     &Keep::Skip,

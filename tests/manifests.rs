@@ -1109,3 +1109,27 @@ fn docs_name_existing_manifests() {
         }
     }
 }
+
+#[test]
+fn every_variant_sets_the_allocator_to_return_freed_memory() {
+    for variant in rendered() {
+        let env = array(&variant.container()["env"], "container env");
+        for (name, value) in rollguard::ALLOCATOR_ENV {
+            assert!(
+                env.iter().any(|e| e["name"] == name && e["value"] == value),
+                "{}: {name}={value} missing from the container env {env:?}",
+                variant.name()
+            );
+        }
+    }
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"),
+    )
+    .expect("Dockerfile");
+    for (name, value) in rollguard::ALLOCATOR_ENV {
+        assert!(
+            dockerfile.contains(&format!("{name}={value}")),
+            "Dockerfile lacks {name}"
+        );
+    }
+}

@@ -1379,27 +1379,16 @@ async fn a_trickled_body_is_cut_at_the_api_servers_timeout_with_408() {
 // ---------------------------------------------------------------- limits
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_until_one_closes() {
+async fn at_the_cap_the_idlest_connection_makes_room_and_busy_ones_are_kept() {
     bounded(async {
         let timeouts = Timeouts {
             max_connections: 2,
             ..quick_timeouts()
         };
         let server = start(AppState::new(PolicyConfig::default()), timeouts).await;
-        let first = server.tls().await;
+        let mut first = connect(server.https, &server.config).await.expect("first");
         let mut second = connect(server.https, &server.config).await.expect("second");
-
-        // The third TCP connection is queued: no handshake while two are open.
-        let name = ServerName::try_from("localhost").expect("server name");
-        let tcp = TcpStream::connect(server.https).await.expect("connect");
-        let mut third = Box::pin(TlsConnector::from(server.config.clone()).connect(name, tcp));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), &mut third)
-                .await
-                .is_err(),
-            "a third connection was served past the cap of 2"
-        );
-        // Open connections still work at the cap.
+        // The second connection answered last: the first is the idlest.
         let review = with_uid(fixture("deployment-create"), "at-cap");
         let answer = second
             .post("/validate", body(&review))
@@ -1407,11 +1396,27 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
             .expect("request");
         check_answer(&answer, "at-cap").expect("answered at the cap");
 
-        drop(first);
-        let third = tokio::time::timeout(WAIT_BOUND, third)
+        // A third client is served at once, not left waiting in the backlog.
+        let name = ServerName::try_from("localhost").expect("server name");
+        let tcp = TcpStream::connect(server.https).await.expect("connect");
+        let third = tokio::time::timeout(
+            WAIT_BOUND,
+            TlsConnector::from(server.config.clone()).connect(name, tcp),
+        )
+        .await
+        .expect("the third connection is served although two were open")
+        .expect("handshake");
+
+        let review = with_uid(fixture("deployment-create"), "after");
+        assert!(
+            first.post("/validate", body(&review)).await.is_err(),
+            "the idlest connection was closed to make room"
+        );
+        let answer = second
+            .post("/validate", body(&review))
             .await
-            .expect("the queued connection is served once a slot frees")
-            .expect("handshake");
+            .expect("the more recent connection is kept");
+        check_answer(&answer, "after").expect("answered");
         drop(third);
         drop(second);
         server.stop().await;

@@ -1090,3 +1090,127 @@ fn missing_or_null_containers_and_names_read_as_empty() {
         v.mutations
     );
 }
+
+// ---- numbers at the type limits ----------------------------------------------
+// The API server accepts these values; wrapping arithmetic in release builds
+// turned them into wrong answers.
+
+#[test]
+fn a_huge_grace_period_is_raised_by_the_sleep_without_wrapping() {
+    let d = with(
+        deployment(),
+        &[
+            (&format!("{C0}/lifecycle"), Value::Null),
+            (
+                "/spec/template/spec/terminationGracePeriodSeconds",
+                json!(9_223_372_036_854_775_800_i64),
+            ),
+        ],
+    );
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, "/spec/template/spec/terminationGracePeriodSeconds"),
+        &json!(i64::MAX),
+        "grace + sleep saturates; it must never come out small"
+    );
+    assert!(validate(&v.admitted).violations.is_empty());
+}
+
+#[test]
+fn sleeps_and_timeouts_at_the_limit_saturate_in_both_grace_rules() {
+    let d = with(
+        deployment(),
+        &[(
+            &format!("{C0}/lifecycle/preStop/sleep/seconds"),
+            json!(i64::MAX),
+        )],
+    );
+    let d = annotate(d, &[("rollguard.io/shutdown-timeout", "1h")]);
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, "/spec/template/spec/terminationGracePeriodSeconds"),
+        &json!(i64::MAX)
+    );
+    // A sleep of i64::MAX is never below any grace period: denied, not wrapped.
+    let judged = validate(&v.admitted);
+    assert!(violated(&judged).contains(&(Rule::PrestopExceedsGrace, Action::Deny)));
+}
+
+#[test]
+fn a_huge_surge_percentage_is_not_a_fencepost_and_not_an_error() {
+    for surge in ["4611686018427387904%", "999999999999%"] {
+        let d = with(
+            deployment(),
+            &[
+                ("/spec/replicas", json!(4)),
+                (
+                    "/spec/strategy/rollingUpdate",
+                    json!({"maxSurge": surge, "maxUnavailable": 0}),
+                ),
+            ],
+        );
+        assert!(
+            validate(&d).violations.is_empty(),
+            "{surge}: {:?}",
+            violated(&validate(&d))
+        );
+        assert!(mutate(&d).patch.0.is_empty(), "{surge}");
+    }
+}
+
+#[test]
+fn a_huge_unavailable_percentage_is_all_unavailable() {
+    let d = with(
+        deployment(),
+        &[(
+            "/spec/strategy/rollingUpdate",
+            json!({"maxSurge": 1, "maxUnavailable": "99999999999999999999999999999999%"}),
+        )],
+    );
+    assert_eq!(
+        violated(&validate(&d)),
+        [(Rule::RolloutAllUnavailable, Action::Deny)]
+    );
+}
+
+#[test]
+fn a_readiness_port_name_no_container_declares_is_an_invalid_annotation_naming_the_ports() {
+    let d = with(
+        deployment(),
+        &[(&format!("{C0}/readinessProbe"), Value::Null)],
+    );
+    let d = with(
+        d,
+        &[(
+            &format!("{C0}/ports"),
+            json!([{"name": "http", "containerPort": 8080}, {"containerPort": 9090}]),
+        )],
+    );
+    let named_metrics = annotate(d.clone(), &[("rollguard.io/readiness-port", "metrics")]);
+    // No probe on a name the kubelet cannot resolve: the pod would never be Ready.
+    assert!(!mutated_rules(&mutate(&named_metrics)).contains(&Rule::ReadinessProbe));
+    let judged = validate(&named_metrics);
+    assert!(violated(&judged).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+    let message = judged
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::InvalidAnnotation)
+        .map(|v| v.message())
+        .unwrap();
+    for part in [
+        "rollguard.io/readiness-port",
+        "metrics",
+        "http (8080)",
+        "9090",
+    ] {
+        assert!(message.contains(part), "{message} lacks {part}");
+    }
+
+    // A declared name, or a number (which need not be declared), is fine.
+    let named_http = annotate(d.clone(), &[("rollguard.io/readiness-port", "http")]);
+    assert!(mutated_rules(&mutate(&named_http)).contains(&Rule::ReadinessProbe));
+    assert!(!violated(&validate(&named_http)).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+    let numbered = annotate(d, &[("rollguard.io/readiness-port", "7000")]);
+    assert!(mutated_rules(&mutate(&numbered)).contains(&Rule::ReadinessProbe));
+    assert!(!violated(&validate(&numbered)).contains(&(Rule::InvalidAnnotation, Action::Deny)));
+}

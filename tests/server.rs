@@ -252,10 +252,11 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (u16,
     (status, head, body)
 }
 
-/// Waits until the peer closes `stream` (EOF or reset), within `bound`.
-async fn assert_closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, bound: Duration) {
+/// Whether the peer closes `stream` (EOF or reset) within `bound`; what it
+/// sends before (an h2 server's SETTINGS) is read and dropped.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, bound: Duration) -> bool {
     let mut chunk = [0u8; 1024];
-    let closed = tokio::time::timeout(bound, async {
+    tokio::time::timeout(bound, async {
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
@@ -263,9 +264,14 @@ async fn assert_closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, b
             }
         }
     })
-    .await;
+    .await
+    .is_ok()
+}
+
+/// Waits until the peer closes `stream` (EOF or reset), within `bound`.
+async fn assert_closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, bound: Duration) {
     assert!(
-        closed.is_ok(),
+        closed_within(stream, bound).await,
         "server did not close the connection within {bound:?}"
     );
 }
@@ -580,21 +586,24 @@ async fn a_stalled_handshake_neither_blocks_others_nor_lives_forever() {
 }
 
 #[tokio::test]
-async fn an_http1_connection_without_a_request_is_closed_after_the_header_timeout() {
+async fn a_connection_without_a_request_is_closed_after_the_header_timeout_h2_included() {
     bounded(async {
         let timeouts = Timeouts {
             header_read: Duration::from_millis(300),
             ..quick_timeouts()
         };
         let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
-        let mut idle = tls_connect(&server, H1).await;
-        let started = Instant::now();
-        assert_closed_within(&mut idle, Duration::from_secs(3)).await;
-        assert!(
-            started.elapsed() >= Duration::from_millis(200),
-            "{:?}",
-            started.elapsed()
-        );
+        // HTTP/2: negotiated by ALPN, then not even the preface.
+        for alpn in [H1, H2] {
+            let mut idle = tls_connect(&server, alpn).await;
+            let started = Instant::now();
+            assert_closed_within(&mut idle, Duration::from_secs(3)).await;
+            assert!(
+                started.elapsed() >= Duration::from_millis(200),
+                "{:?}",
+                started.elapsed()
+            );
+        }
 
         // A request split over time but within the deadline is fine.
         let mut slow = tls_connect(&server, H1).await;
@@ -810,6 +819,8 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
             .args(args)
             .env("RUST_LOG", "info")
+            // As the image and the shipped Deployment run it.
+            .envs(rollguard::ALLOCATOR_ENV)
             // `--prestop-handler auto` (the default) must find no cluster to
             // ask: tests never send traffic beyond 127.0.0.1.
             .env("KUBECONFIG", "/nonexistent/rollguard-test-kubeconfig")
@@ -1279,6 +1290,371 @@ async fn a_body_that_is_not_an_admission_review_gets_400_and_the_server_keeps_se
         let (_, review) = fixture_reviews().into_iter().next().expect("fixture");
         let reply = review_json(&client, server.url("/validate"), &review).await;
         assert_eq!(reply["response"]["uid"], review["request"]["uid"]);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- tests: cannot be knocked over
+
+const POD_REVIEW: &str = include_str!("fixtures/admission/pod-create.json");
+
+#[tokio::test]
+async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_client() {
+    bounded(async {
+        // Bounds far longer than the test: only eviction can make room.
+        let timeouts = Timeouts {
+            max_connections: 4,
+            header_read: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut idle = Vec::new();
+        for alpn in [H2, H2, H1, H1] {
+            idle.push(tls_connect(&server, alpn).await);
+        }
+        // Kept open, so that each needs a slot of its own.
+        let mut clients = Vec::new();
+        for alpn in [H2, H1] {
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(client_config(&server.cert_pem, alpn))
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let answered = client
+                .post(server.url("/mutate"))
+                .header("content-type", "application/json")
+                .body(POD_REVIEW)
+                .send()
+                .await
+                .expect("a new client is answered although idle connections fill the cap");
+            assert_eq!(answered.status(), 200);
+            clients.push(client);
+        }
+        // The idlest ones made room: at least two of them were closed.
+        let mut closed = 0;
+        for stream in &mut idle {
+            closed += usize::from(closed_within(stream, Duration::from_millis(500)).await);
+        }
+        assert!(closed >= 2, "{closed} idle connections were closed");
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_without_requests_is_closed_after_the_idle_bound() {
+    bounded(async {
+        let timeouts = Timeouts {
+            idle: Duration::from_millis(300),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let client = server.client(H2);
+        let answered = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        assert_eq!(answered.version(), reqwest::Version::HTTP_2);
+        assert_eq!(answered.status(), 200);
+        let deadline = Instant::now() + WAIT_BOUND;
+        loop {
+            let metrics = plain_client()
+                .get(server.ops_url("/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics body");
+            if metrics
+                .lines()
+                .any(|line| line == "rollguard_connections_open 0")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "idle h2 connection still open:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client reconnects as if nothing happened.
+        let again = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        assert_eq!(again.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_before_any_body_is_sent() {
+    bounded(async {
+        let server = start(1024, quick_timeouts()).await;
+        let mut stream = tls_connect(&server, H1).await;
+        stream
+            .write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+            .await
+            .expect("write");
+        let (status, _, body) =
+            tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+                .await
+                .expect("answered from the header, without waiting for the body");
+        assert_eq!(status, 413);
+        assert!(String::from_utf8_lossy(&body).contains("--max-body-bytes"));
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_writes_its_whole_over_limit_body_before_reading_gets_413() {
+    bounded(async {
+        let server = start(1024 * 1024, quick_timeouts()).await;
+        let body = vec![b' '; 12 * 1024 * 1024];
+        for declared in [true, false] {
+            let mut stream = tls_connect(&server, H1).await;
+            let head = if declared {
+                format!(
+                    "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+            } else {
+                "POST /mutate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+            };
+            stream.write_all(head.as_bytes()).await.expect("write head");
+            if declared {
+                stream
+                    .write_all(&body)
+                    .await
+                    .expect("the server reads what it refuses");
+            } else {
+                for chunk in body.chunks(64 * 1024) {
+                    stream
+                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                        .await
+                        .expect("write chunk size");
+                    stream
+                        .write_all(chunk)
+                        .await
+                        .expect("the server reads what it refuses");
+                    stream.write_all(b"\r\n").await.expect("write chunk end");
+                }
+                stream
+                    .write_all(b"0\r\n\r\n")
+                    .await
+                    .expect("write last chunk");
+            }
+            stream.flush().await.expect("flush");
+            let (status, _, _) = read_response(&mut stream).await;
+            assert_eq!(status, 413, "declared length: {declared}");
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_over_limit_body_over_h2_gets_413_and_the_connection_keeps_serving() {
+    bounded(async {
+        let server = start(1024 * 1024, quick_timeouts()).await;
+        let client = server.client(H2);
+        let over = post_review(&client, server.url("/mutate"), vec![b' '; 9 * 1024 * 1024]).await;
+        assert_eq!(over.version(), reqwest::Version::HTTP_2);
+        assert_eq!(over.status(), 413);
+        let after = post_review(&client, server.url("/mutate"), POD_REVIEW.into()).await;
+        assert_eq!(after.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// A captured Pod review with `edit` applied to it.
+fn pod_review(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut review: serde_json::Value = serde_json::from_str(POD_REVIEW).expect("fixture");
+    edit(&mut review);
+    serde_json::to_vec(&review).expect("encode")
+}
+
+fn containers(count: usize, env_per_container: usize) -> serde_json::Value {
+    (0..count)
+        .map(|i| {
+            let env: Vec<serde_json::Value> = (0..env_per_container)
+                .map(|j| serde_json::json!({"name": format!("V{j}"), "value": "x".repeat(40)}))
+                .collect();
+            serde_json::json!({
+                "name": format!("c{i}"),
+                "image": "registry.example/app:1",
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "env": env,
+            })
+        })
+        .collect()
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The shipped Deployment's memory limit (manifests/base/deployment.yaml).
+const SHIPPED_MEMORY_LIMIT_MIB: u64 = 64;
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_huge_reviews_stay_well_within_the_shipped_memory_limit() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--prestop-handler",
+            "sleep",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        wait_ready(&plain_client(), ops).await;
+        let insecure = |alpn: &[&[u8]]| {
+            let cert = tls::self_signed().expect("certificate").cert_pem;
+            let mut config = client_config(&cert, alpn);
+            config
+                .dangerous()
+                .set_certificate_verifier(Arc::new(AnyServer(tls::provider())));
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(config)
+                .timeout(TEST_BOUND)
+                .build()
+                .expect("client")
+        };
+        let url = format!("https://{https}/mutate");
+        let small = post_review(&insecure(H1), url.clone(), POD_REVIEW.into()).await;
+        assert_eq!(small.status(), 200);
+        let before = peak_rss_kib(binary.child.id());
+
+        let bodies = [
+            // 7 MB whose envelope carries a 3.6 M-element array.
+            pod_review(|r| r["request"]["extra"] = serde_json::json!(vec![0; 3_600_000])),
+            pod_review(|r| {
+                r["request"]["userInfo"]["extra"] = serde_json::json!({"k": vec!["a"; 1_500_000]})
+            }),
+            // 50,000 containers: past what rollguard reviews, never read.
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(50_000, 0)),
+            // 1,000 containers (reviewed) with large skipped env lists.
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100)),
+        ];
+        for alpn in [H1, H2] {
+            let client = insecure(alpn);
+            for (index, body) in bodies.iter().enumerate() {
+                let answer = post_review(&client, url.clone(), body.clone()).await;
+                assert_eq!(answer.status(), 200, "{} bytes", body.len());
+                let reply: serde_json::Value = answer.json().await.expect("review reply");
+                let response = &reply["response"];
+                assert_eq!(response["allowed"], true);
+                if index == 2 {
+                    assert!(response.get("patch").is_none(), "{response}");
+                    let warning = response["warnings"][0].as_str().unwrap_or_default();
+                    assert!(
+                        warning.contains("did not review") && warning.contains("1000 containers"),
+                        "{warning}"
+                    );
+                }
+            }
+        }
+        let peak = peak_rss_kib(binary.child.id());
+        println!(
+            "peak RSS: {:.1} MiB after one small review, {:.1} MiB after the hostile ones \
+             (largest body {:.1} MB; shipped limit {SHIPPED_MEMORY_LIMIT_MIB} MiB)",
+            before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            bodies.iter().map(Vec::len).max().unwrap_or(0) as f64 / 1e6,
+        );
+        assert!(
+            peak < SHIPPED_MEMORY_LIMIT_MIB * 1024 * 3 / 4,
+            "peak RSS {peak} KiB is not well within the {SHIPPED_MEMORY_LIMIT_MIB} MiB limit"
+        );
+        binary.terminate();
+        binary.wait_exit(WAIT_BOUND);
+    })
+    .await;
+}
+
+/// Accepts any server certificate: the binary makes its own self-signed one.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reviews_do_not_hold_back_small_ones_and_all_answer_within_their_timeout() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let client = server.client(H2_AND_H1);
+        let url = server.url("/mutate?timeout=10s");
+        let large =
+            pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100));
+        let mut larges = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, url, body) = (client.clone(), url.clone(), large.clone());
+            larges.spawn(async move { post_review(&client, url, body).await.status() });
+        }
+        for _ in 0..8 {
+            let small = post_review(&client, url.clone(), POD_REVIEW.into()).await;
+            assert_eq!(small.status(), 200, "a small review while large ones run");
+        }
+        while let Some(status) = larges.join_next().await {
+            assert_eq!(status.expect("large review task"), 200);
+        }
         server.stop().await.expect("clean stop");
     })
     .await;

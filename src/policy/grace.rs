@@ -23,13 +23,15 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>, injected_sleep: Option<i64>) -> V
     let grace = current.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
     let longest = prestop::longest_sleep(spec).max(injected_sleep.unwrap_or(0));
     let target = match (ctx.declared.shutdown_timeout, injected_sleep) {
-        (Some(timeout), _) => longest + timeout + ctx.settings.shutdown_buffer_seconds,
-        (None, Some(sleep)) => grace + sleep,
+        (Some(timeout), _) => longest
+            .saturating_add(timeout)
+            .saturating_add(ctx.settings.shutdown_buffer_seconds),
+        (None, Some(sleep)) => grace.saturating_add(sleep),
         (None, None) => return Vec::new(),
     };
     // The API server refuses a preStop sleep longer than the grace period, and
     // one equal to it leaves the app no time at all.
-    let target = target.max(longest + 1);
+    let target = target.max(longest.saturating_add(1));
     if current == Some(target) {
         return Vec::new();
     }
@@ -53,7 +55,8 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
         .termination_grace_period_seconds
         .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
     let sleep = prestop::longest_sleep(spec);
-    if grace >= sleep + timeout {
+    let needed = sleep.saturating_add(timeout);
+    if grace >= needed {
         return Vec::new();
     }
     vec![Finding::new(
@@ -62,7 +65,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
         format!(
             "terminationGracePeriodSeconds {grace} is below preStop sleep {sleep}s + shutdown-timeout {} ({}s)",
             format_seconds(timeout),
-            sleep + timeout
+            needed
         ),
     )]
 }

@@ -39,10 +39,13 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
                 .filter(|(_, c)| container_declares(c, port))
                 .collect();
             let anyone_declares = spec.containers.iter().any(|c| container_declares(c, port));
-            if declaring.is_empty() && !anyone_declares {
-                candidates.into_iter().take(1).collect()
-            } else {
-                declaring
+            match port {
+                // A named port nobody declares can never be probed: `check`
+                // refuses the annotation instead.
+                IntOrString::String(_) if !anyone_declares => Vec::new(),
+                // A number need not be declared to be listened on.
+                IntOrString::Int(_) if !anyone_declares => candidates.into_iter().take(1).collect(),
+                _ => declaring,
             }
         }
         None => candidates
@@ -83,6 +86,33 @@ fn container_declares(container: &Container, port: &IntOrString) -> bool {
     })
 }
 
+/// `rollguard.io/readiness-port` names a port no container declares: the
+/// kubelet resolves a probe's named port from the container's own ports, so
+/// the pod would never become Ready.
+fn undeclared_port(spec: &PodSpec, name: &str) -> Finding {
+    let declared: Vec<String> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| match &p.name {
+            Some(port_name) if !port_name.is_empty() => {
+                format!("{port_name} ({})", p.container_port)
+            }
+            _ => p.container_port.to_string(),
+        })
+        .collect();
+    let declared = if declared.is_empty() {
+        "none".to_string()
+    } else {
+        declared.join(", ")
+    };
+    Finding::new(
+        Rule::InvalidAnnotation,
+        format!("metadata.annotations[{}]", crate::annotations::READINESS_PORT),
+        format!("{name:?} is not valid: no container declares a port named {name}; declared ports: {declared}"),
+    )
+}
+
 fn probe_json(path: Option<&str>, port: &IntOrString) -> Value {
     let port = match port {
         IntOrString::Int(n) => json!(n),
@@ -96,6 +126,15 @@ fn probe_json(path: Option<&str>, port: &IntOrString) -> Value {
 
 pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
     let mut found = Vec::new();
+    if let Some(IntOrString::String(name)) = &ctx.declared.readiness_port {
+        if !spec
+            .containers
+            .iter()
+            .any(|c| container_declares(c, &IntOrString::String(name.clone())))
+        {
+            found.push(undeclared_port(spec, name));
+        }
+    }
     for c in &spec.containers {
         if ctx.declared.profile == Profile::Serving
             && declares_ports(c)
