@@ -251,12 +251,20 @@ mod tests {
     }
 
     #[test]
-    fn only_readiness_rules_warn_by_default() {
+    fn only_advisory_rules_warn_by_default() {
         let warn: Vec<_> = Rule::ALL
             .iter()
             .filter(|r| r.default_action() == Action::Warn)
             .map(|r| r.name())
             .collect();
-        assert_eq!(warn, ["readiness-missing", "readiness-is-liveness"]);
+        // stateful-on-delete: OnDelete is a deliberate manual rollout.
+        assert_eq!(
+            warn,
+            [
+                "stateful-on-delete",
+                "readiness-missing",
+                "readiness-is-liveness"
+            ]
+        );
     }
 }
