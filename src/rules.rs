@@ -156,7 +156,7 @@ rules! {
         example: "lifecycle.preStop.exec.command: [sh, -c, sleep 60], terminationGracePeriodSeconds: 30";
     MinReadyExceedsDeadline = "min-ready-exceeds-deadline", Validation, Deny,
         why: "When minReadySeconds reaches progressDeadlineSeconds every rollout is reported as failed.",
-        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up. The API server refuses such a Deployment itself, so on a cluster its message comes first; rollguard raises the deadline whenever it raises minReadySeconds.",
+        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up. Judged on /mutate too (the API server refuses such a Deployment before any validating webhook); rollguard raises the deadline whenever it raises minReadySeconds.",
         example: "minReadySeconds: 600, progressDeadlineSeconds unset (600)";
     InvalidAnnotation = "invalid-annotation", Validation, Deny,
         why: "A rollguard annotation that cannot be read would silently leave the workload unprotected.",

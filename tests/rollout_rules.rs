@@ -310,3 +310,59 @@ fn stateful_set_rules_follow_the_model() {
         .iter()
         .any(|v| v.rule == Rule::StatefulOnDelete));
 }
+
+/// `/mutate` answers for an object the API server would refuse itself.
+fn mutate_reply(object: Value) -> Value {
+    use rollguard::admission::{answer, PolicyConfig, Route};
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "operation": "CREATE", "userInfo": {}, "object": object,
+        }
+    });
+    let reply = answer(
+        Route::Mutate,
+        &serde_json::to_vec(&review).unwrap(),
+        &PolicyConfig::default(),
+    );
+    assert_eq!(reply.status, 200);
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+#[test]
+fn mutate_denies_what_the_api_server_would_refuse_with_rollguards_message() {
+    // minReadySeconds 900 >= progressDeadlineSeconds 600, written by the user:
+    // the validating webhook would never run, so /mutate says which rule and how to fix.
+    let d = deployment(
+        3,
+        false,
+        json!(1),
+        json!(0),
+        Some(900),
+        Some(600),
+        None,
+        json!({}),
+        None,
+    );
+    let reply = mutate_reply(d);
+    assert_eq!(reply["response"]["allowed"], json!(false), "{reply}");
+    let message = reply["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("min-ready-exceeds-deadline"), "{message}");
+    assert!(message.contains("progressDeadlineSeconds"), "{message}");
+    // The same object with a deadline above it is only mutated.
+    let ok = deployment(
+        3,
+        false,
+        json!(1),
+        json!(0),
+        Some(900),
+        Some(1200),
+        None,
+        json!({}),
+        None,
+    );
+    assert_eq!(mutate_reply(ok)["response"]["allowed"], json!(true));
+}
