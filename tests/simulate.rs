@@ -64,8 +64,8 @@ fn svg_needs_an_output_directory() {
 
 #[test]
 fn svgs_are_written_and_render_in_chromium() {
-    let dir = std::env::temp_dir().join(format!("rollguard-simulate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A directory that does not exist yet: simulate creates it.
+    let dir = std::env::temp_dir().join(format!("rollguard-simulate-{}/svg", std::process::id()));
     let out = rollguard(&[
         "simulate",
         "examples/01-stateful-ingester.yaml",
@@ -104,5 +104,5 @@ fn svgs_are_written_and_render_in_chromium() {
         let png = std::fs::read(png_dir.join("deployment_metrics_ingester.admitted.png")).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     }
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }

@@ -102,6 +102,14 @@ pub fn run(
                 .to_string(),
         ));
     }
+    if let Some(dir) = options
+        .out_dir
+        .as_ref()
+        .filter(|_| options.output == Output::Svg)
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| CheckError::Usage(format!("cannot create {}: {err}", dir.display())))?;
+    }
     let mut errors = 0;
     for input in inputs {
         let name = input.name();
