@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::DeploymentStrategy;
+use k8s_openapi::api::apps::v1::{DeploymentStrategy, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
@@ -109,6 +109,23 @@ impl Rollout {
     }
 }
 
+/// Update settings of a StatefulSet, with Kubernetes' defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulRollout {
+    pub replicas: i32,
+    /// `podManagementPolicy: OrderedReady` (the default) rather than Parallel.
+    pub ordered: bool,
+    /// `updateStrategy.type: OnDelete`.
+    pub on_delete: bool,
+    /// `rollingUpdate.maxUnavailable` resolved against replicas (rounded
+    /// down, at least 1, as the StatefulSet controller does).
+    pub max_unavailable: i32,
+    /// `rollingUpdate.partition`.
+    pub partition: i32,
+    /// `maxUnavailable` as written, for messages.
+    pub max_unavailable_written: Option<IntOrString>,
+}
+
 /// The fields of a pod spec the rules read, with k8s-openapi's types for each
 /// field. Every other field (env, resources, volumes, security contexts: most
 /// of an object) is skipped without being read into memory: deserialising the
@@ -154,6 +171,8 @@ pub static OBJECT_SHAPE: Keep = Keep::Members(
                     ("strategy", &Keep::All),
                     ("minReadySeconds", &Keep::All),
                     ("progressDeadlineSeconds", &Keep::All),
+                    ("podManagementPolicy", &Keep::All),
+                    ("updateStrategy", &Keep::All),
                     (
                         "template",
                         &Keep::Members(
@@ -245,6 +264,8 @@ pub struct Workload {
     pub pod_spec: PodSpec,
     /// Deployments only.
     pub rollout: Option<Rollout>,
+    /// StatefulSets only.
+    pub stateful_set: Option<StatefulRollout>,
     /// `spec.minReadySeconds` (workloads only; 0 when unset).
     pub min_ready_seconds: i32,
     /// The kind of the controller that owns the object (a Pod's DaemonSet).
@@ -314,6 +335,10 @@ impl Workload {
             .flatten()
             .find(|o| o.controller == Some(true))
             .map(|o| o.kind);
+        let stateful_set = match kind {
+            WorkloadKind::StatefulSet => Some(read_stateful_set(object)?),
+            _ => None,
+        };
         Ok(Workload {
             owner_kind,
             kind,
@@ -321,6 +346,7 @@ impl Workload {
             template_annotations,
             pod_spec,
             rollout,
+            stateful_set,
             min_ready_seconds,
         })
     }
@@ -361,6 +387,44 @@ fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
         })?;
     }
     Ok(rollout)
+}
+
+fn read_stateful_set(object: &Value) -> Result<StatefulRollout, ReadError> {
+    let kind = WorkloadKind::StatefulSet;
+    let spec = object.get("spec");
+    let replicas: Option<i32> =
+        decode(kind, "spec.replicas", spec.and_then(|s| s.get("replicas")))?;
+    let replicas = replicas.unwrap_or(k8s::DEFAULT_REPLICAS);
+    let policy: Option<String> = decode(
+        kind,
+        "spec.podManagementPolicy",
+        spec.and_then(|s| s.get("podManagementPolicy")),
+    )?;
+    let strategy: Option<StatefulSetUpdateStrategy> = decode(
+        kind,
+        "spec.updateStrategy",
+        spec.and_then(|s| s.get("updateStrategy")),
+    )?;
+    let strategy = strategy.unwrap_or_default();
+    let rolling = strategy.rolling_update.unwrap_or_default();
+    let max_unavailable = match &rolling.max_unavailable {
+        None => 1,
+        Some(value) => k8s::scaled_value(value, replicas, false)
+            .map_err(|reason| ReadError {
+                kind,
+                field: "spec.updateStrategy.rollingUpdate.maxUnavailable".to_string(),
+                reason,
+            })?
+            .max(1),
+    };
+    Ok(StatefulRollout {
+        replicas,
+        ordered: policy.as_deref() != Some("Parallel"),
+        on_delete: strategy.type_.as_deref() == Some("OnDelete"),
+        max_unavailable,
+        partition: rolling.partition.unwrap_or(0).max(0),
+        max_unavailable_written: rolling.max_unavailable,
+    })
 }
 
 /// Decodes an optional field; `null` counts as absent.

@@ -699,6 +699,12 @@ fn stateful_parallel_is_denied_above_one_unavailable() {
         d,
         &[("/spec/strategy/rollingUpdate/maxUnavailable", json!(1))],
     );
+    // Serial, but minReadySeconds 0 below the 30 s grace period: the next
+    // old pod stops while the previous one still flushes.
+    let verdict = validate(&d);
+    assert_eq!(violated(&verdict), [(Rule::StatefulParallel, Action::Deny)]);
+    assert_eq!(verdict.violations[0].field, "spec.minReadySeconds");
+    let d = with(d, &[("/spec/minReadySeconds", json!(30))]);
     assert!(validate(&d).violations.is_empty());
 }
 

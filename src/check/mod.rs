@@ -14,7 +14,9 @@ use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
-pub use input::{documents, expand, parse, Document, Documents, Input, ParseFailure, Parsed};
+pub use input::{
+    documents, expand, objects, parse, Document, Documents, Input, ParseFailure, Parsed,
+};
 pub use report::Format;
 
 #[derive(Debug, Error)]

@@ -24,7 +24,9 @@ pub use findings::{short as short_warning, short_field, Finding, Violation, MAX_
 /// Which half of the admission work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The mutating webhook: compute (and in enforce mode apply) mutations.
+    /// The mutating webhook: compute (and in enforce mode apply) mutations,
+    /// and judge the rules the API server would refuse before validation
+    /// (`REFUSED_BY_API_SERVER`).
     Mutate,
     /// The validating webhook: judge the object as it will be stored.
     Validate,
@@ -295,6 +297,9 @@ pub fn evaluate_owned(
     if stage != Stage::Mutate {
         let judged = Workload::read(kind, &would_admit)?;
         verdict.violations = judge(&judged, &ctx, &problems);
+    } else if enforced {
+        verdict.violations =
+            judge_refused_by_api_server(kind, &received, &would_admit, &mutations, &ctx)?;
     }
     if stage != Stage::Validate {
         verdict.mutations = mutations;
@@ -354,8 +359,13 @@ fn plan_mutations(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
         .find(|m| m.rule == Rule::PrestopSleep && m.action == Action::Apply)
         .and(prestop::configured_sleep(ctx));
     mutations.extend(readiness::plan(&workload.pod_spec, ctx));
-    mutations.extend(grace::plan(&workload.pod_spec, ctx, injected_sleep));
-    mutations.extend(strategy::plan(workload, ctx));
+    let grace = grace::plan(&workload.pod_spec, ctx, injected_sleep);
+    let planned_grace = grace
+        .iter()
+        .find(|m| m.action == Action::Apply)
+        .and_then(|m| m.new.as_i64());
+    mutations.extend(grace);
+    mutations.extend(strategy::plan(workload, ctx, planned_grace));
     mutations
 }
 
@@ -443,6 +453,33 @@ fn write(
 }
 
 /// Every validation finding, with the configured action and waivers applied.
+/// Rules whose violation the API server refuses on its own, between the
+/// mutating and the validating webhooks: the validating webhook never sees
+/// such an object, so `/mutate` judges them and denies with rollguard's
+/// message (rule, fix, waiver) instead of the API server's bare one.
+pub const REFUSED_BY_API_SERVER: [Rule; 2] =
+    [Rule::MinReadyExceedsDeadline, Rule::PrestopExceedsGrace];
+
+fn judge_refused_by_api_server(
+    kind: WorkloadKind,
+    received: &Workload,
+    would_admit: &Value,
+    mutations: &[Mutation],
+    ctx: &Context<'_>,
+) -> Result<Vec<Violation>, EngineError> {
+    // Re-read only when something was written: most objects are judged as received.
+    let rewritten;
+    let judged = if mutations.iter().any(|m| m.action == Action::Apply) {
+        rewritten = Workload::read(kind, would_admit)?;
+        &rewritten
+    } else {
+        received
+    };
+    let mut violations = judge(judged, ctx, &[]);
+    violations.retain(|v| REFUSED_BY_API_SERVER.contains(&v.rule));
+    Ok(violations)
+}
+
 fn judge(workload: &Workload, ctx: &Context<'_>, problems: &[Problem]) -> Vec<Violation> {
     let mut found: Vec<Finding> = problems.iter().map(findings::annotation_problem).collect();
     found.extend(grace::check(&workload.pod_spec, ctx));
