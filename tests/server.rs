@@ -1459,6 +1459,68 @@ async fn a_client_that_writes_its_whole_over_limit_body_before_reading_gets_413(
     .await;
 }
 
+/// Over HTTP/2 the server must not reset the stream of a body it refused:
+/// clients such as curl then drop the 413 they were sent. The body here is
+/// still being sent when the 413 arrives, and all of it must go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_still_sending_a_refused_body_can_finish_sending_it() {
+    bounded(async {
+        let limit = 1024 * 1024;
+        let server = start(limit, quick_timeouts()).await;
+        let tls = tls_connect(&server, H2).await;
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .expect("h2 handshake");
+        tokio::spawn(connection);
+
+        let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+        let chunks = 9 * 16; // 9 MiB
+        let (frames, body) = tokio::sync::mpsc::channel(4);
+        let request = hyper::Request::post(server.url("/mutate"))
+            .header("content-type", "application/json")
+            .header("content-length", (chunk.len() * chunks).to_string())
+            .body(ChannelBody(body))
+            .expect("request");
+        let response = tokio::spawn(sender.send_request(request));
+        let mut sent = 0;
+        for _ in 0..chunks {
+            if frames.send(chunk.clone()).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        drop(frames);
+        let response = response.await.expect("task").expect("response");
+        assert_eq!(response.status(), 413);
+        assert_eq!(
+            sent, chunks,
+            "the stream was reset after {sent} of {chunks} chunks"
+        );
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// A request body whose chunks the test sends one by one.
+struct ChannelBody(tokio::sync::mpsc::Receiver<axum::body::Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(hyper::body::Frame::data(chunk))))
+    }
+}
+
 #[tokio::test]
 async fn an_over_limit_body_over_h2_gets_413_and_the_connection_keeps_serving() {
     bounded(async {
