@@ -195,6 +195,31 @@ fn finding_3_single_replica_with_host_port_is_not_forced_to_surge_and_says_why()
     assert_eq!(warning.action, Action::Warn);
     assert!(warning.detail.contains("hostPort 80"), "{}", warning.detail);
     assert!(warning.detail.contains("controller"), "{}", warning.detail);
+    // No other rule forces a surge on it either.
+    for annotation in [
+        "rollguard.io/profile: pull-based",
+        "rollguard.io/warmup: 30s",
+    ] {
+        let annotated = KIND_INGRESS.replacen(
+            "metadata:\n",
+            &format!("metadata:\n  annotations:\n    {annotation}\n"),
+            1,
+        );
+        let v = verdict(&annotated, Mode::Enforce);
+        assert!(
+            !v.mutations
+                .iter()
+                .any(|m| m.field.ends_with("maxUnavailable")),
+            "{annotation}: {:?}",
+            v.mutations
+        );
+        assert!(
+            v.violations
+                .iter()
+                .any(|v| v.rule == Rule::SingleReplicaHostPort),
+            "{annotation}"
+        );
+    }
     // Without the hostPort the single replica is made surge-first as before.
     let plain = KIND_INGRESS
         .replace("          hostPort: 80\n", "")

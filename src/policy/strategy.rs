@@ -55,6 +55,10 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
         max_unavailable: rollout.max_unavailable.clone(),
     };
     let profile = ctx.declared.profile;
+    // A lone pod that binds a hostPort leaves no room for a surge pod beside
+    // it on a one-node cluster: no rule forces surge-first on it
+    // (`single-replica-host-port` warns instead).
+    let surge_fits = !(rollout.replicas == 1 && host_port(workload).is_some());
     let mut current = original.clone();
     // Each rule states the values it wants; later rules win on the fields
     // they set. Stateful-serial covers 0 replicas too: the strategy must be
@@ -62,7 +66,7 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
     let rules: [(Rule, bool, WantFn); 4] = [
         (
             Rule::SingleReplica,
-            rollout.replicas == 1 && host_port(workload).is_none(),
+            rollout.replicas == 1 && surge_fits,
             |p| {
                 (
                     (p.surge() < 1).then_some(1),
@@ -70,12 +74,16 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
                 )
             },
         ),
-        (Rule::PullBasedSurge, profile == Profile::PullBased, |p| {
-            (
-                (p.surge() < 1).then_some(1),
-                (!p.unavailable_is(0)).then_some(0),
-            )
-        }),
+        (
+            Rule::PullBasedSurge,
+            profile == Profile::PullBased && surge_fits,
+            |p| {
+                (
+                    (p.surge() < 1).then_some(1),
+                    (!p.unavailable_is(0)).then_some(0),
+                )
+            },
+        ),
         (
             Rule::StatefulSerial,
             profile == Profile::Stateful && rollout.replicas != 1,
@@ -88,7 +96,7 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
         ),
         (
             Rule::Warmup,
-            ctx.declared.warmup.is_some() && profile != Profile::Stateful,
+            ctx.declared.warmup.is_some() && profile != Profile::Stateful && surge_fits,
             |p| {
                 (
                     (!p.surge_is(1)).then_some(1),
