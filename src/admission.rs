@@ -369,19 +369,26 @@ fn respond(
         .collect();
     let mut warnings = Vec::new();
     let mut audit: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // The full text behind each (short) warning, for the audit log.
+    let mut details: Vec<String> = Vec::new();
     match verdict.mode {
         EffectiveMode::Off => {
             log.outcome = "skipped";
             log.skipped = true;
+            // The only patch of an "off" object: its mode copied into the
+            // pod template, so its pods are left alone too.
+            if !verdict.patch.0.is_empty() {
+                response.patch = Some(
+                    serde_json::to_vec(&verdict.patch)
+                        .map_err(|err| format!("cannot encode the patch: {err}"))?,
+                );
+            }
             return Ok(response);
         }
         EffectiveMode::Audit => {
             for m in &verdict.mutations {
-                warnings.push(policy::short_warning(&format!(
-                    "rollguard audit {}: would set {}",
-                    m.rule,
-                    m.change()
-                )));
+                warnings.push(m.warning("rollguard audit ", "would set"));
+                details.push(m.describe());
                 audit.entry("would-mutate").or_default().push(m.rule.name());
             }
             for v in &verdict.violations {
@@ -391,6 +398,7 @@ fn respond(
                     "warns"
                 };
                 warnings.push(v.warning(&format!("rollguard audit {verb} ")));
+                details.push(v.message());
                 let key = if v.action == Action::Deny {
                     "would-deny"
                 } else {
@@ -407,11 +415,8 @@ fn respond(
                 .iter()
                 .filter(|m| m.action == Action::Warn)
             {
-                warnings.push(policy::short_warning(&format!(
-                    "rollguard {}: suggests {}",
-                    m.rule,
-                    m.change()
-                )));
+                warnings.push(m.warning("rollguard ", "suggests setting"));
+                details.push(m.describe());
                 audit.entry("suggested").or_default().push(m.rule.name());
             }
             for m in verdict
@@ -427,6 +432,7 @@ fn respond(
                 .filter(|v| v.action == Action::Warn)
             {
                 warnings.push(v.warning("rollguard "));
+                details.push(v.message());
                 let key = if v.waived { "waived" } else { "warned" };
                 audit.entry(key).or_default().push(v.rule.name());
             }
@@ -470,6 +476,11 @@ fn respond(
         response
             .audit_annotations
             .insert(key.to_string(), rules.join(","));
+    }
+    if !details.is_empty() {
+        response
+            .audit_annotations
+            .insert("detail".to_string(), details.join("\n"));
     }
     log.warnings = warnings.len();
     if !warnings.is_empty() {

@@ -44,6 +44,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Generate a CA and a serving certificate for the webhook Service.
     Certs(CertsArgs),
+    /// Simulate each workload's rollout as the controllers run it, as written and as admitted.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +101,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
 
-    /// Connections served at once on --listen; more wait in the backlog.
+    /// Connections served at once on --listen; at the cap the connection idle
+    /// for longest is closed to make room for the new one.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
@@ -228,6 +231,37 @@ pub struct ClusterArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
+    #[arg(value_name = "PATH", default_value = "-")]
+    pub paths: Vec<String>,
+
+    /// text (figures and a ReplicaSet table) or svg (files into --out).
+    #[arg(long, short, value_name = "FORMAT", default_value = "text")]
+    pub output: crate::rollout::report::Output,
+
+    /// Directory the SVG files are written to.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Time from a pod's creation to Ready (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ready_after: Option<Duration>,
+
+    /// How long a stopped pod terminates (its flush); default: preStop sleep plus
+    /// shutdown-timeout from the annotations, else the grace period.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown: Option<Duration>,
+
+    /// Simulate a broken release: the new version never becomes Ready.
+    #[arg(long)]
+    pub never_ready: bool,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RulesArgs {
     /// Print docs/rules.md instead of the plain list.
     #[arg(long)]
@@ -293,6 +327,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => certs(args),
+        Command::Simulate(args) => Ok(simulate(args)),
+    }
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    use crate::rollout::{report, scenario::Assumptions};
+    let seconds = |d: Option<Duration>| d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let result = args
+        .policy
+        .load()
+        .map_err(|err| err.to_string())
+        .and_then(|loaded| {
+            let inputs = check::expand(&args.paths).map_err(|err| err.to_string())?;
+            let options = report::Options {
+                output: args.output,
+                out_dir: args.out.clone(),
+                assume: Assumptions {
+                    ready_after: seconds(args.ready_after),
+                    shutdown: seconds(args.shutdown),
+                    new_never_ready: args.never_ready,
+                },
+                settings: loaded.settings,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            report::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
+                .map_err(|err| err.to_string())
+        });
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("rollguard: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 

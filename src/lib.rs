@@ -38,6 +38,7 @@ pub mod patch;
 pub mod policy;
 pub mod pruned;
 pub mod reload;
+pub mod rollout;
 pub mod rules;
 pub mod server;
 pub mod settings;

@@ -100,11 +100,11 @@ macro_rules! rules {
 rules! {
     PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
-        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one.",
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports, not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
         example: "containers: [{name: web, ports: [{containerPort: 80}]}]  →  lifecycle.preStop.sleep.seconds: 10";
     ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
-        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe.",
+        fix: "Declare a readinessProbe; rollguard injects a tcpSocket (or httpGet with rollguard.io/readiness-path) probe on the first TCP port of each serving container (see prestop-sleep); a UDP-only container gets none, and rollguard.io/readiness-port must name a declared port.",
         example: "containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]  →  readinessProbe.tcpSocket.port: http";
     GracePeriod = "grace-period", Mutation, Apply,
         why: "A grace period that does not match the app's shutdown either kills it mid-flush or hides a missing graceful shutdown.",
@@ -115,17 +115,17 @@ rules! {
         fix: "Use maxUnavailable: 0 and maxSurge: 1 so the new pod must be available first.",
         example: "replicas: 1, maxSurge: 0, maxUnavailable: 1  →  maxSurge: 1, maxUnavailable: 0";
     StatefulSerial = "stateful-serial", Mutation, Apply,
-        why: "Stateful pods flush state on exit; several exiting at once overwhelm the downstream store.",
-        fix: "Roll one pod at a time: maxSurge: 0, maxUnavailable: 1.",
-        example: "rollguard.io/profile: stateful, replicas: 3, maxSurge: 25%, maxUnavailable: 25%  →  maxSurge: 0, maxUnavailable: 1";
+        why: "Stateful pods flush state on exit. The controller counts a terminating pod as gone, so even 0/1 stops the next pod while the last still flushes: 3 replicas, 30 s flush, 3 flushing at once.",
+        fix: "maxSurge: 0, maxUnavailable: 1 (absolute, so any scale keeps them), minReadySeconds >= the grace period, progressDeadlineSeconds raised above it; or use a StatefulSet (docs/rollouts.md).",
+        example: "rollguard.io/profile: stateful, replicas: 3, maxSurge: 25%, grace 40s  →  maxSurge: 0, maxUnavailable: 1, minReadySeconds: 40, progressDeadlineSeconds: 640";
     PullBasedSurge = "pull-based-surge", Mutation, Apply,
         why: "A queue consumer that is stopped before its replacement is available stops processing work.",
         fix: "Use maxUnavailable: 0 and maxSurge of at least 1.",
         example: "rollguard.io/profile: pull-based, maxSurge: 0, maxUnavailable: 2  →  maxSurge: 1, maxUnavailable: 0";
     Warmup = "warmup", Mutation, Apply,
         why: "Pods that need a warm-up phase take full load as soon as they are Ready and answer slowly or fail.",
-        fix: "Set minReadySeconds to the warm-up and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).",
-        example: "rollguard.io/warmup: 1m, minReadySeconds: 0, maxUnavailable: 25%  →  minReadySeconds: 60, maxSurge: 1, maxUnavailable: 0";
+        fix: "Set minReadySeconds to the warm-up (raising progressDeadlineSeconds above it, which the API server requires) and roll one new pod at a time (maxUnavailable: 0, maxSurge: 1).",
+        example: "rollguard.io/warmup: 15m, minReadySeconds: 0, maxUnavailable: 25%  →  minReadySeconds: 900, progressDeadlineSeconds: 1500, maxSurge: 1, maxUnavailable: 0";
     RolloutAllUnavailable = "rollout-all-unavailable", Validation, Deny,
         why: "A RollingUpdate whose maxUnavailable covers every replica behaves like Recreate: the whole service goes down.",
         fix: "Lower maxUnavailable below spec.replicas (for one replica: maxUnavailable: 0, maxSurge: 1).",
@@ -135,13 +135,17 @@ rules! {
         fix: "Set maxSurge to at least 1 (or use an absolute maxUnavailable) so the rollout can progress as intended.",
         example: "replicas: 3, maxSurge: 0%, maxUnavailable: 25% (both round to 0)";
     StatefulRecreate = "stateful-recreate", Validation, Deny,
-        why: "With Recreate every stateful replica flushes its state at the same moment.",
+        why: "With Recreate every stateful replica flushes its state at the same moment, with none ready meanwhile. Not reported for 1 replica: serial and Recreate are then the same.",
         fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1.",
         example: "rollguard.io/profile: stateful, strategy.type: Recreate";
     StatefulParallel = "stateful-parallel", Validation, Deny,
-        why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store.",
-        fix: "Set maxUnavailable: 1 (and maxSurge: 0) for stateful workloads.",
+        why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store; with minReadySeconds below the flush, even maxUnavailable 1 stops the next pod mid-flush.",
+        fix: "Set maxUnavailable: 1 (and maxSurge: 0) and minReadySeconds >= terminationGracePeriodSeconds (stateful-serial does both).",
         example: "rollguard.io/profile: stateful, replicas: 8, maxSurge: 0, maxUnavailable: 25% (resolves to 2)";
+    StatefulOnDelete = "stateful-on-delete", Validation, Warn,
+        why: "A stateful StatefulSet with updateStrategy OnDelete rolls only as pods are deleted by hand: nothing keeps those deletions one at a time.",
+        fix: "Use updateStrategy RollingUpdate with maxUnavailable: 1 (a partition stages the rollout), or delete pods one by one after each is Ready.",
+        example: "kind: StatefulSet, rollguard.io/profile: stateful, updateStrategy.type: OnDelete";
     GraceBelowShutdown = "grace-below-shutdown", Validation, Deny,
         why: "The kubelet kills the app with SIGKILL before its declared shutdown can finish: state is lost.",
         fix: "Raise terminationGracePeriodSeconds to at least preStop sleep + rollguard.io/shutdown-timeout.",
@@ -152,7 +156,7 @@ rules! {
         example: "lifecycle.preStop.exec.command: [sh, -c, sleep 60], terminationGracePeriodSeconds: 30";
     MinReadyExceedsDeadline = "min-ready-exceeds-deadline", Validation, Deny,
         why: "When minReadySeconds reaches progressDeadlineSeconds every rollout is reported as failed.",
-        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up.",
+        fix: "Raise progressDeadlineSeconds above minReadySeconds, or shorten the warm-up. Judged on /mutate too (the API server refuses such a Deployment before any validating webhook); rollguard raises the deadline whenever it raises minReadySeconds.",
         example: "minReadySeconds: 600, progressDeadlineSeconds unset (600)";
     InvalidAnnotation = "invalid-annotation", Validation, Deny,
         why: "A rollguard annotation that cannot be read would silently leave the workload unprotected.",
@@ -166,6 +170,10 @@ rules! {
         why: "With identical probes an overloaded pod is restarted instead of being taken out of rotation.",
         fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.",
         example: "readinessProbe and livenessProbe both {httpGet: {path: /healthz, port: 8080}}";
+    SingleReplicaHostPort = "single-replica-host-port", Validation, Warn,
+        why: "A pod that binds a hostPort leaves no room for a surge pod on its node: forcing surge-first (single-replica, pull-based-surge, warmup) would hang the rollout on a one-node cluster, so rollguard keeps maxUnavailable and the pod is down while it is replaced.",
+        fix: "Run 2 or more replicas (with a PodDisruptionBudget), or drop the hostPort and expose the pod through a Service; waive this rule to accept the gap.",
+        example: "replicas: 1, containers: [{ports: [{containerPort: 80, hostPort: 80}]}], maxUnavailable: 1";
 }
 
 impl Rule {
@@ -247,12 +255,22 @@ mod tests {
     }
 
     #[test]
-    fn only_readiness_rules_warn_by_default() {
+    fn only_advisory_rules_warn_by_default() {
         let warn: Vec<_> = Rule::ALL
             .iter()
             .filter(|r| r.default_action() == Action::Warn)
             .map(|r| r.name())
             .collect();
-        assert_eq!(warn, ["readiness-missing", "readiness-is-liveness"]);
+        // stateful-on-delete: OnDelete is a deliberate manual rollout;
+        // single-replica-host-port explains a change rollguard chose not to make.
+        assert_eq!(
+            warn,
+            [
+                "stateful-on-delete",
+                "readiness-missing",
+                "readiness-is-liveness",
+                "single-replica-host-port"
+            ]
+        );
     }
 }

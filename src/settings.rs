@@ -74,7 +74,41 @@ impl Settings {
             .unwrap_or_else(|| rule.default_action())
     }
 
-    pub fn is_skipped_container(&self, name: &str) -> bool {
-        self.skip_containers.iter().any(|skip| skip == name)
+    /// True when the skip list names the container or its image: an entry
+    /// matches the name, or the image's last path segment without tag or
+    /// digest (`envoy` matches `docker.io/envoyproxy/envoy:v1.31`).
+    pub fn is_skipped_container(&self, name: &str, image: Option<&str>) -> bool {
+        let image = image.map(image_name);
+        self.skip_containers
+            .iter()
+            .any(|skip| skip == name || image == Some(skip.as_str()))
+    }
+}
+
+/// `registry:5000/org/envoy:v1@sha256:…` → `envoy`.
+pub fn image_name(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_list_matches_name_or_image() {
+        assert_eq!(
+            image_name("docker.io/envoyproxy/envoy:v1.31@sha256:ab"),
+            "envoy"
+        );
+        assert_eq!(image_name("registry:5000/envoy"), "envoy");
+        let settings = Settings {
+            skip_containers: vec!["envoy".into()],
+            ..Settings::default()
+        };
+        assert!(settings.is_skipped_container("envoy", None));
+        assert!(settings.is_skipped_container("proxy", Some("envoyproxy/envoy:v1.31")));
+        assert!(!settings.is_skipped_container("proxy", Some("envoyproxy/envoy-gateway:v1")));
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::DeploymentStrategy;
+use k8s_openapi::api::apps::v1::{DeploymentStrategy, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
@@ -109,6 +109,23 @@ impl Rollout {
     }
 }
 
+/// Update settings of a StatefulSet, with Kubernetes' defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulRollout {
+    pub replicas: i32,
+    /// `podManagementPolicy: OrderedReady` (the default) rather than Parallel.
+    pub ordered: bool,
+    /// `updateStrategy.type: OnDelete`.
+    pub on_delete: bool,
+    /// `rollingUpdate.maxUnavailable` resolved against replicas (rounded
+    /// down, at least 1, as the StatefulSet controller does).
+    pub max_unavailable: i32,
+    /// `rollingUpdate.partition`.
+    pub partition: i32,
+    /// `maxUnavailable` as written, for messages.
+    pub max_unavailable_written: Option<IntOrString>,
+}
+
 /// The fields of a pod spec the rules read, with k8s-openapi's types for each
 /// field. Every other field (env, resources, volumes, security contexts: most
 /// of an object) is skipped without being read into memory: deserialising the
@@ -154,6 +171,8 @@ pub static OBJECT_SHAPE: Keep = Keep::Members(
                     ("strategy", &Keep::All),
                     ("minReadySeconds", &Keep::All),
                     ("progressDeadlineSeconds", &Keep::All),
+                    ("podManagementPolicy", &Keep::All),
+                    ("updateStrategy", &Keep::All),
                     (
                         "template",
                         &Keep::Members(
@@ -181,6 +200,7 @@ static METADATA_SHAPE: Keep = Keep::Members(
         ("generateName", &Keep::All),
         ("namespace", &Keep::All),
         ("annotations", &Keep::All),
+        ("ownerReferences", &Keep::All),
     ],
     &Keep::Skip,
 );
@@ -199,6 +219,7 @@ static POD_SPEC_SHAPE: Keep = Keep::Members(
 static CONTAINER_SHAPE: Keep = Keep::Members(
     &[
         ("name", &Keep::All),
+        ("image", &Keep::All),
         ("lifecycle", &Keep::All),
         ("ports", &Keep::All),
         ("readinessProbe", &Keep::All),
@@ -214,6 +235,8 @@ pub struct Container {
     /// Missing or null reads as empty, as k8s-openapi reads it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// Matched by the skip list and the known sidecar images.
+    pub image: Option<String>,
     pub lifecycle: Option<Lifecycle>,
     pub ports: Option<Vec<ContainerPort>>,
     pub readiness_probe: Option<Probe>,
@@ -241,8 +264,28 @@ pub struct Workload {
     pub pod_spec: PodSpec,
     /// Deployments only.
     pub rollout: Option<Rollout>,
+    /// StatefulSets only.
+    pub stateful_set: Option<StatefulRollout>,
     /// `spec.minReadySeconds` (workloads only; 0 when unset).
     pub min_ready_seconds: i32,
+    /// The kind of the controller that owns the object (a Pod's DaemonSet).
+    pub owner_kind: Option<String>,
+}
+
+impl Workload {
+    /// A DaemonSet, or a Pod its DaemonSet creates: one pod per node.
+    pub fn is_node_agent(&self) -> bool {
+        self.kind == WorkloadKind::DaemonSet || self.owner_kind.as_deref() == Some("DaemonSet")
+    }
+}
+
+/// The fields of an owner reference the rules read.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct OwnerReference {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    controller: Option<bool>,
 }
 
 impl Workload {
@@ -282,12 +325,28 @@ impl Workload {
             WorkloadKind::Deployment => Some(read_rollout(object)?),
             _ => None,
         };
+        let owners: Option<Vec<OwnerReference>> = decode(
+            kind,
+            "metadata.ownerReferences",
+            field(&path!["metadata", "ownerReferences"]),
+        )?;
+        let owner_kind = owners
+            .into_iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.kind);
+        let stateful_set = match kind {
+            WorkloadKind::StatefulSet => Some(read_stateful_set(object)?),
+            _ => None,
+        };
         Ok(Workload {
+            owner_kind,
             kind,
             annotations,
             template_annotations,
             pod_spec,
             rollout,
+            stateful_set,
             min_ready_seconds,
         })
     }
@@ -328,6 +387,44 @@ fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
         })?;
     }
     Ok(rollout)
+}
+
+fn read_stateful_set(object: &Value) -> Result<StatefulRollout, ReadError> {
+    let kind = WorkloadKind::StatefulSet;
+    let spec = object.get("spec");
+    let replicas: Option<i32> =
+        decode(kind, "spec.replicas", spec.and_then(|s| s.get("replicas")))?;
+    let replicas = replicas.unwrap_or(k8s::DEFAULT_REPLICAS);
+    let policy: Option<String> = decode(
+        kind,
+        "spec.podManagementPolicy",
+        spec.and_then(|s| s.get("podManagementPolicy")),
+    )?;
+    let strategy: Option<StatefulSetUpdateStrategy> = decode(
+        kind,
+        "spec.updateStrategy",
+        spec.and_then(|s| s.get("updateStrategy")),
+    )?;
+    let strategy = strategy.unwrap_or_default();
+    let rolling = strategy.rolling_update.unwrap_or_default();
+    let max_unavailable = match &rolling.max_unavailable {
+        None => 1,
+        Some(value) => k8s::scaled_value(value, replicas, false)
+            .map_err(|reason| ReadError {
+                kind,
+                field: "spec.updateStrategy.rollingUpdate.maxUnavailable".to_string(),
+                reason,
+            })?
+            .max(1),
+    };
+    Ok(StatefulRollout {
+        replicas,
+        ordered: policy.as_deref() != Some("Parallel"),
+        on_delete: strategy.type_.as_deref() == Some("OnDelete"),
+        max_unavailable,
+        partition: rolling.partition.unwrap_or(0).max(0),
+        max_unavailable_written: rolling.max_unavailable,
+    })
 }
 
 /// Decodes an optional field; `null` counts as absent.

@@ -191,7 +191,7 @@ fn audit_route_reports_would_be_mutations_without_a_patch() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("would set spec.template.spec.containers[web].lifecycle.preStop")),
+            .any(|w| w.contains("would set containers[web].lifecycle.preStop to sleep seconds")),
         "{warnings:?}"
     );
     assert!(

@@ -1569,6 +1569,9 @@ async fn scraped_counters_equal_the_reviews_sent() {
         }
         let mut off = with_uid(fixture("deployment-create"), "off");
         off["request"]["object"]["metadata"]["annotations"]["rollguard.io/mode"] = json!("off");
+        // On the template too: else the one patch copies it there.
+        off["request"]["object"]["spec"]["template"]["metadata"]["annotations"]
+            ["rollguard.io/mode"] = json!("off");
         let response = send(&mut conn, "/mutate", off).await;
         assert!(response.get("patch").is_none());
         let bad = conn

@@ -699,6 +699,12 @@ fn stateful_parallel_is_denied_above_one_unavailable() {
         d,
         &[("/spec/strategy/rollingUpdate/maxUnavailable", json!(1))],
     );
+    // Serial, but minReadySeconds 0 below the 30 s grace period: the next
+    // old pod stops while the previous one still flushes.
+    let verdict = validate(&d);
+    assert_eq!(violated(&verdict), [(Rule::StatefulParallel, Action::Deny)]);
+    assert_eq!(verdict.violations[0].field, "spec.minReadySeconds");
+    let d = with(d, &[("/spec/minReadySeconds", json!(30))]);
     assert!(validate(&d).violations.is_empty());
 }
 
@@ -918,7 +924,22 @@ fn mode_off_on_the_object_skips_it_entirely() {
     for stage in [Stage::Mutate, Stage::Validate, Stage::Full] {
         let v = run(&d, stage, Mode::Enforce, &Settings::default());
         assert_eq!(v.mode, EffectiveMode::Off);
-        assert!(v.patch.0.is_empty() && v.violations.is_empty() && v.mutations.is_empty());
+        assert!(v.violations.is_empty() && v.mutations.is_empty());
+        // The one change: the mode copied into the template, so the pods
+        // are left alone too (the validating stage never patches).
+        assert_eq!(
+            v.patch.0.len(),
+            usize::from(stage != Stage::Validate),
+            "{stage:?}"
+        );
+        let mut patched = d.clone();
+        json_patch::patch(&mut patched, &v.patch).unwrap();
+        let mut expected = d.clone();
+        if stage != Stage::Validate {
+            expected["spec"]["template"]["metadata"]["annotations"] =
+                json!({"rollguard.io/mode": "off"});
+        }
+        assert_eq!(patched, expected, "{stage:?}");
     }
 }
 
@@ -1020,11 +1041,21 @@ fn statefulsets_and_daemonsets_get_the_pod_template_rules() {
         );
         let d = annotate(d, &[("rollguard.io/warmup", "10s")]);
         let v = mutate(&d);
-        assert_eq!(
-            mutated_rules(&v),
-            [Rule::PrestopSleep, Rule::GracePeriod, Rule::Warmup],
-            "{kind}"
-        );
+        // A DaemonSet gets a preStop sleep only when it asks for one: a
+        // default sleep would cost every node's rollout for nothing.
+        let expected: &[Rule] = if kind == "DaemonSet" {
+            &[Rule::Warmup]
+        } else {
+            &[Rule::PrestopSleep, Rule::GracePeriod, Rule::Warmup]
+        };
+        assert_eq!(mutated_rules(&v), expected, "{kind}");
+        if kind == "DaemonSet" {
+            let asked = annotate(d.clone(), &[("rollguard.io/prestop-sleep", "5s")]);
+            assert_eq!(
+                mutated_rules(&mutate(&asked)),
+                [Rule::PrestopSleep, Rule::GracePeriod, Rule::Warmup]
+            );
+        }
         assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(10));
         assert!(
             at(&v, "/spec/strategy").is_null(),

@@ -61,7 +61,11 @@ fn stateful_ingester_rolls_one_at_a_time_and_gets_its_flush_time() {
         ),
         &json!(2415)
     );
-    assert_eq!(at(admitted, "/spec/minReadySeconds"), &json!(60));
+    // minReadySeconds covers the flush (the grace period), so the controller
+    // stops the next pod only after the previous one is gone; the deadline
+    // is raised with it so the API server accepts the object.
+    assert_eq!(at(admitted, "/spec/minReadySeconds"), &json!(2415));
+    assert_eq!(at(admitted, "/spec/progressDeadlineSeconds"), &json!(3015));
     // It already had a readiness probe: kept as written.
     assert_eq!(
         at(admitted, "/spec/template/spec/containers/0/readinessProbe"),
@@ -72,6 +76,9 @@ fn stateful_ingester_rolls_one_at_a_time_and_gets_its_flush_time() {
         [
             Rule::PrestopSleep,
             Rule::GracePeriod,
+            // minReadySeconds, progressDeadlineSeconds, maxSurge, maxUnavailable.
+            Rule::StatefulSerial,
+            Rule::StatefulSerial,
             Rule::StatefulSerial,
             Rule::StatefulSerial
         ]

@@ -71,7 +71,10 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), CheckError> {
 /// One YAML document of a stream, with the 1-based line its content starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
+    /// The line of its first content (past leading comments): where reports point.
     pub line: usize,
+    /// The line `text` starts on: where the parser's own lines count from.
+    pub start: usize,
     pub text: String,
 }
 
@@ -91,6 +94,7 @@ impl<R: BufRead> Documents<R> {
             line_number: 0,
             pending: Some(Document {
                 line: 1,
+                start: 1,
                 text: String::new(),
             }),
             done: false,
@@ -126,12 +130,14 @@ impl<R: BufRead> Iterator for Documents<R> {
                     let inline = trimmed.strip_prefix("--- ").filter(|rest| {
                         !rest.trim().is_empty() && !rest.trim_start().starts_with('#')
                     });
+                    let first = if inline.is_some() {
+                        self.line_number
+                    } else {
+                        self.line_number + 1
+                    };
                     let next = Document {
-                        line: if inline.is_some() {
-                            self.line_number
-                        } else {
-                            self.line_number + 1
-                        },
+                        line: first,
+                        start: first,
                         text: inline.map(|rest| format!("{rest}\n")).unwrap_or_default(),
                     };
                     if let Some(doc) = self.pending.replace(next) {
@@ -188,21 +194,78 @@ pub struct ParseFailure {
     pub message: String,
 }
 
-/// Parses one document as YAML (JSON is YAML too).
-pub fn parse(doc: &Document) -> Result<Value, ParseFailure> {
-    serde_saphyr::from_str::<Value>(&doc.text).map_err(|err| {
-        let line = err
-            .location()
-            .map(|l| doc.line + l.line().saturating_sub(1) as usize)
-            .unwrap_or(doc.line);
-        let message = err.without_snippet().to_string();
-        let message = message
-            .lines()
-            .next()
-            .unwrap_or("malformed YAML")
-            .to_string();
-        ParseFailure { line, message }
+/// A document that was read, and what the reader had to decide on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub value: Value,
+    /// A repeated key, read as kubectl reads it: `(line, message)`.
+    pub warnings: Vec<(usize, String)>,
+}
+
+/// The options that read YAML as kubectl does (sigs.k8s.io/yaml, go-yaml
+/// v2, YAML 1.1): `0400` is octal 256 and `yes`/`on` are booleans (saphyr's
+/// default for untyped values).
+fn kubectl_options(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        legacy_octal_numbers: true,
+        duplicate_keys: duplicate_keys,
+    }
+}
+
+/// Parses one document as YAML (JSON is YAML too), as kubectl reads it. A
+/// duplicate key takes its last value, as kubectl's decoder does, with a
+/// warning naming the key and its line (the first duplicate found).
+pub fn parse(doc: &Document) -> Result<Parsed, ParseFailure> {
+    use serde_saphyr::DuplicateKeyPolicy;
+    let strict = serde_saphyr::from_str_with_options::<Value>(
+        &doc.text,
+        kubectl_options(DuplicateKeyPolicy::Error),
+    );
+    let err = match strict {
+        Ok(value) => {
+            return Ok(Parsed {
+                value,
+                warnings: Vec::new(),
+            })
+        }
+        Err(err) => err,
+    };
+    let failure = failure(doc, &err);
+    let Some(key) = failure.message.split("duplicate mapping key: ").nth(1) else {
+        return Err(failure);
+    };
+    let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+    let value = serde_saphyr::from_str_with_options::<Value>(
+        &doc.text,
+        kubectl_options(DuplicateKeyPolicy::LastWins),
+    )
+    .map_err(|err| self::failure(doc, &err))?;
+    Ok(Parsed {
+        value,
+        warnings: vec![(
+            failure.line,
+            format!(
+                "duplicate key {key:?}: the last value is used, as kubectl does; remove the other"
+            ),
+        )],
     })
+}
+
+/// The parser's error at the file's own line: its lines count from the
+/// document's first line, comments included.
+fn failure(doc: &Document, err: &serde_saphyr::Error) -> ParseFailure {
+    let line = err
+        .location()
+        .map(|l| doc.start + l.line().saturating_sub(1) as usize)
+        .unwrap_or(doc.line);
+    let message = err.without_snippet().to_string();
+    let message = message
+        .lines()
+        .next()
+        .unwrap_or("malformed YAML")
+        .trim_start_matches("error: ")
+        .to_string();
+    ParseFailure { line, message }
 }
 
 /// The objects a document holds: itself, or the items of a `List`.
@@ -257,6 +320,44 @@ mod tests {
         let err = parse(&docs[1]).unwrap_err();
         assert!(err.line >= 3, "{err:?}");
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn parse_error_lines_are_the_files_own_past_leading_comments() {
+        // 17 lines: 14 of comments, the error on line 17.
+        let mut text = "# comment\n".repeat(14);
+        text.push_str("kind: ConfigMap\ndata:\n  a: [unclosed\n");
+        let docs = documents(&text);
+        let err = parse(&docs[0]).unwrap_err();
+        assert!((16..=17).contains(&err.line), "{err:?}");
+        let text = format!("a: 1\n---\n{}", text);
+        let err = parse(&documents(&text)[1]).unwrap_err();
+        assert!((18..=19).contains(&err.line), "{err:?}");
+    }
+
+    #[test]
+    fn yaml_is_read_as_kubectl_reads_it() {
+        let doc = &documents("mode: 0400\nhostNetwork: yes\nx: on\ns: '0400'\n")[0];
+        let parsed = parse(doc).unwrap();
+        assert_eq!(
+            parsed.value,
+            serde_json::json!({"mode": 256, "hostNetwork": true, "x": true, "s": "0400"})
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_takes_the_last_value_with_a_warning_naming_key_and_line() {
+        let doc = &documents("# c\nkind: ConfigMap\ndata:\n  a: '1'\n  a: '2'\n")[0];
+        let parsed = parse(doc).unwrap();
+        assert_eq!(parsed.value["data"]["a"], "2");
+        assert_eq!(parsed.warnings.len(), 1);
+        let (line, message) = &parsed.warnings[0];
+        assert_eq!(*line, 5);
+        assert!(
+            message.contains("\"a\"") && message.contains("last value"),
+            "{message}"
+        );
+        assert!(!message.contains("DuplicateKeyPolicy"), "{message}");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
-pub use input::{documents, expand, Document, Documents, Input};
+pub use input::{
+    documents, expand, objects, parse, Document, Documents, Input, ParseFailure, Parsed,
+};
 pub use report::Format;
 
 #[derive(Debug, Error)]
@@ -225,7 +227,12 @@ fn check_stream(
             }
         };
         let parsed = match input::parse(&doc) {
-            Ok(value) => value,
+            Ok(parsed) => {
+                for (line, message) in &parsed.warnings {
+                    reporter.warning(out, source, *line, message)?;
+                }
+                parsed.value
+            }
             Err(failure) => {
                 summary.errors += 1;
                 reporter.error(out, source, failure.line, &failure.message)?;

@@ -103,9 +103,34 @@ impl Reporter {
         Ok(())
     }
 
+    /// Input that could not be read.
     pub fn error(
         &mut self,
         out: &mut dyn Write,
+        source: &str,
+        line: usize,
+        message: &str,
+    ) -> Result<(), CheckError> {
+        self.input_problem(out, "error", RED, source, line, message)
+    }
+
+    /// A problem in the input that did not stop it being read.
+    pub fn warning(
+        &mut self,
+        out: &mut dyn Write,
+        source: &str,
+        line: usize,
+        message: &str,
+    ) -> Result<(), CheckError> {
+        self.input_problem(out, "warning", YELLOW, source, line, message)
+    }
+
+    /// `level` is `error` or `warning`: the word shown and the JSON/SARIF key.
+    fn input_problem(
+        &mut self,
+        out: &mut dyn Write,
+        level: &str,
+        color: &str,
         source: &str,
         line: usize,
         message: &str,
@@ -116,18 +141,17 @@ impl Reporter {
             source.to_string()
         };
         match self.format {
-            Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(RED, "error"))?,
+            Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(color, level))?,
             Format::Sarif => self.json_entry(
                 out,
-                &sarif_result("invalid-input", "error", message, source, line),
+                &sarif_result("invalid-input", level, message, source, line),
             )?,
-            Format::Json => self.json_entry(
-                out,
-                &json!({"file": source, "line": line, "error": message}),
-            )?,
+            Format::Json => {
+                self.json_entry(out, &json!({"file": source, "line": line, level: message}))?
+            }
             // Keep the pipeline's stdout valid YAML / diff.
             Format::Yaml | Format::Diff | Format::Report => {
-                eprintln!("error: {position}: {message}")
+                eprintln!("{level}: {position}: {message}")
             }
         }
         Ok(())
@@ -242,8 +266,8 @@ impl Reporter {
             self.admitted(out, &policy_report(&namespace, results))?;
         }
         let line = format!(
-            "{} objects checked{}: {} mutated, {} {}, {} with warnings, {} errors",
-            summary.objects,
+            "{} checked{}: {} mutated, {} {}, {} with warnings, {} errors",
+            plural(summary.objects, "object", "objects"),
             if summary.passed_through > 0 {
                 format!(
                     " ({} of kinds rollguard does not check)",
@@ -281,6 +305,10 @@ impl Reporter {
         out.flush()?;
         Ok(())
     }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 fn mode_name(mode: EffectiveMode) -> &'static str {

@@ -71,21 +71,47 @@ impl Violation {
         )
     }
 
-    /// The short form for admission warnings (at most 120 characters).
+    /// The short form for admission warnings (at most 120 characters): rule
+    /// and field first, then as much of the detail as fits, cut only between
+    /// words so no value is split. [`Violation::message`] is the full form.
     pub fn warning(&self, prefix: &str) -> String {
         let label = if self.waived { " (waived)" } else { "" };
-        short(&format!("{prefix}{}{label}: {}", self.rule, self.detail))
+        short(&format!(
+            "{prefix}{}{label}: {}: {}",
+            self.rule,
+            short_field(&self.field),
+            self.detail
+        ))
     }
 }
 
-/// Cuts a message to [`MAX_WARNING_CHARS`] characters on a char boundary.
+/// A field path without the pod-spec prefix every workload shares:
+/// `containers[app].lifecycle.preStop`.
+pub fn short_field(field: &str) -> &str {
+    field
+        .strip_prefix("spec.template.spec.")
+        .or_else(|| field.strip_prefix("spec.template."))
+        .unwrap_or(field)
+}
+
+/// Cuts a message to at most [`MAX_WARNING_CHARS`] characters at the last
+/// space that fits, so a value (a word) is either whole or absent.
 pub fn short(text: &str) -> String {
     if text.chars().count() <= MAX_WARNING_CHARS {
         return text.to_string();
     }
-    let mut cut: String = text.chars().take(MAX_WARNING_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    let limit = MAX_WARNING_CHARS - 2;
+    let head: String = text.chars().take(limit + 1).collect();
+    let cut = match head.rfind(' ') {
+        Some(space) if space > 0 => &head[..space],
+        _ => {
+            &head[..head
+                .char_indices()
+                .nth(limit)
+                .map_or(head.len(), |(i, _)| i)]
+        }
+    };
+    format!("{} …", cut.trim_end_matches([',', ';', ':', ' ']))
 }
 
 pub(super) fn annotation_problem(problem: &Problem) -> Finding {
@@ -96,7 +122,10 @@ pub(super) fn annotation_problem(problem: &Problem) -> Finding {
     Finding::new(
         Rule::InvalidAnnotation,
         field,
-        format!("{:?} is not valid: {}", problem.value, problem.reason),
+        format!(
+            "{} {:?} is not valid: {}",
+            problem.key, problem.value, problem.reason
+        ),
     )
 }
 
@@ -136,8 +165,35 @@ mod tests {
             false,
         );
         let warning = v.warning("rollguard ");
-        assert_eq!(warning.chars().count(), MAX_WARNING_CHARS);
+        assert!(warning.chars().count() <= MAX_WARNING_CHARS);
         assert!(warning.ends_with('…'));
         assert_eq!(short("ünïcödé"), "ünïcödé");
+    }
+
+    #[test]
+    fn warnings_are_cut_between_words_never_inside_a_value() {
+        let values: Vec<String> = (0..40).map(|n| format!("value-{n}")).collect();
+        let text = format!("rollguard warns x: {}", values.join(" "));
+        let cut = short(&text);
+        assert!(cut.chars().count() <= MAX_WARNING_CHARS, "{cut}");
+        let body = cut.strip_suffix(" …").expect("marked as cut");
+        for word in body.split(' ').skip(3) {
+            assert!(values.iter().any(|v| v == word), "{word:?} was cut");
+        }
+    }
+
+    #[test]
+    fn unknown_annotation_problem_names_the_key() {
+        let finding = annotation_problem(&Problem {
+            key: "rollguard.io/shutdown-timout".into(),
+            value: "20s".into(),
+            origin: Origin::Object,
+            reason: "unknown rollguard annotation".into(),
+        });
+        let warning = Violation::new(finding, Action::Warn, false).warning("rollguard ");
+        assert!(
+            warning.contains("rollguard.io/shutdown-timout \"20s\""),
+            "{warning}"
+        );
     }
 }

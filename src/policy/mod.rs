@@ -7,6 +7,7 @@ mod findings;
 pub mod grace;
 pub mod prestop;
 pub mod readiness;
+pub mod serving;
 pub mod strategy;
 
 use serde_json::Value;
@@ -18,12 +19,14 @@ use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::workload::{ReadError, Workload, WorkloadKind};
 
-pub use findings::{short as short_warning, Finding, Violation, MAX_WARNING_CHARS};
+pub use findings::{short as short_warning, short_field, Finding, Violation, MAX_WARNING_CHARS};
 
 /// Which half of the admission work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The mutating webhook: compute (and in enforce mode apply) mutations.
+    /// The mutating webhook: compute (and in enforce mode apply) mutations,
+    /// and judge the rules the API server would refuse before validation
+    /// (`REFUSED_BY_API_SERVER`).
     Mutate,
     /// The validating webhook: judge the object as it will be stored.
     Validate,
@@ -75,6 +78,20 @@ impl Mutation {
         format!("{} ({})", self.change(), self.rule)
     }
 
+    /// The admission warning (at most 120 characters): rule, field and new
+    /// value in words, e.g. `rollguard audit prestop-sleep: would set
+    /// containers[app].lifecycle.preStop to sleep seconds 10`. When the whole
+    /// value does not fit, it is left out rather than cut and the warning
+    /// points to the audit annotation that carries [`Mutation::describe`].
+    pub fn warning(&self, prefix: &str, verb: &str) -> String {
+        let head = format!("{prefix}{}: {verb} {}", self.rule, short_field(&self.field));
+        let full = format!("{head} to {}", words(&self.new));
+        if full.chars().count() <= MAX_WARNING_CHARS {
+            return full;
+        }
+        short_warning(&format!("{head} (value in audit annotation detail)"))
+    }
+
     /// `field: old → new`, values in compact JSON.
     pub fn change(&self) -> String {
         let old = self
@@ -83,6 +100,26 @@ impl Mutation {
             .map_or_else(|| "unset".to_string(), compact);
         format!("{}: {} → {}", self.field, old, compact(&self.new))
     }
+}
+
+/// A JSON value as words: `{"sleep":{"seconds":10}}` → `sleep seconds 10`.
+fn words(value: &Value) -> String {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    out.push(key.clone());
+                    walk(value, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::String(s) => out.push(s.clone()),
+            other => out.push(other.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out.join(" ")
 }
 
 fn compact(value: &Value) -> String {
@@ -147,6 +184,8 @@ pub enum EngineError {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub kind: WorkloadKind,
+    /// A DaemonSet or one of its pods ([`Workload::is_node_agent`]).
+    pub node_agent: bool,
     pub settings: &'a Settings,
     pub declared: &'a Declared,
 }
@@ -209,6 +248,7 @@ pub fn evaluate_owned(
     let declared_settings =
         annotations::effective(&received.annotations, &received.template_annotations);
     let (declared, problems) = annotations::parse(&declared_settings);
+    let requested = mode;
     let mode = effective_mode(mode, declared.mode);
     let mut verdict = Verdict {
         mode,
@@ -219,10 +259,14 @@ pub fn evaluate_owned(
     };
     if mode == EffectiveMode::Off {
         verdict.admitted = object;
+        if requested == Mode::Enforce && stage != Stage::Validate {
+            verdict.patch = mode_off_reaches_pods(&received, kind, &mut verdict.admitted)?;
+        }
         return Ok(verdict);
     }
     let ctx = Context {
         kind,
+        node_agent: received.is_node_agent(),
         settings,
         declared: &declared,
     };
@@ -253,6 +297,9 @@ pub fn evaluate_owned(
     if stage != Stage::Mutate {
         let judged = Workload::read(kind, &would_admit)?;
         verdict.violations = judge(&judged, &ctx, &problems);
+    } else if enforced {
+        verdict.violations =
+            judge_refused_by_api_server(kind, &received, &would_admit, &mutations, &ctx)?;
     }
     if stage != Stage::Validate {
         verdict.mutations = mutations;
@@ -265,6 +312,34 @@ pub fn evaluate_owned(
         }
     };
     Ok(verdict)
+}
+
+/// `rollguard.io/mode: off` written on the workload only would leave its pods
+/// to the Pod webhook, which sees only the template's annotations: the one
+/// change made to an "off" workload is copying that annotation into its pod
+/// template, so its pods are left alone too. Nothing else is touched.
+fn mode_off_reaches_pods(
+    workload: &Workload,
+    kind: WorkloadKind,
+    doc: &mut Value,
+) -> Result<json_patch::Patch, EngineError> {
+    let mut writes = patch::Writes::new();
+    if let (Some(mut path), Some(value)) = (
+        kind.template_annotations_path(),
+        workload.annotations.get(annotations::MODE),
+    ) {
+        if workload.template_annotations.get(annotations::MODE) != Some(value) {
+            path.push(Step::from(annotations::MODE));
+            write(
+                &mut writes,
+                doc,
+                &path,
+                Value::String(value.clone()),
+                "spec.template.metadata.annotations",
+            )?;
+        }
+    }
+    Ok(writes.patch(doc))
 }
 
 fn effective_mode(requested: Mode, object: Option<ObjectMode>) -> EffectiveMode {
@@ -284,8 +359,13 @@ fn plan_mutations(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
         .find(|m| m.rule == Rule::PrestopSleep && m.action == Action::Apply)
         .and(prestop::configured_sleep(ctx));
     mutations.extend(readiness::plan(&workload.pod_spec, ctx));
-    mutations.extend(grace::plan(&workload.pod_spec, ctx, injected_sleep));
-    mutations.extend(strategy::plan(workload, ctx));
+    let grace = grace::plan(&workload.pod_spec, ctx, injected_sleep);
+    let planned_grace = grace
+        .iter()
+        .find(|m| m.action == Action::Apply)
+        .and_then(|m| m.new.as_i64());
+    mutations.extend(grace);
+    mutations.extend(strategy::plan(workload, ctx, planned_grace));
     mutations
 }
 
@@ -373,6 +453,33 @@ fn write(
 }
 
 /// Every validation finding, with the configured action and waivers applied.
+/// Rules whose violation the API server refuses on its own, between the
+/// mutating and the validating webhooks: the validating webhook never sees
+/// such an object, so `/mutate` judges them and denies with rollguard's
+/// message (rule, fix, waiver) instead of the API server's bare one.
+pub const REFUSED_BY_API_SERVER: [Rule; 2] =
+    [Rule::MinReadyExceedsDeadline, Rule::PrestopExceedsGrace];
+
+fn judge_refused_by_api_server(
+    kind: WorkloadKind,
+    received: &Workload,
+    would_admit: &Value,
+    mutations: &[Mutation],
+    ctx: &Context<'_>,
+) -> Result<Vec<Violation>, EngineError> {
+    // Re-read only when something was written: most objects are judged as received.
+    let rewritten;
+    let judged = if mutations.iter().any(|m| m.action == Action::Apply) {
+        rewritten = Workload::read(kind, would_admit)?;
+        &rewritten
+    } else {
+        received
+    };
+    let mut violations = judge(judged, ctx, &[]);
+    violations.retain(|v| REFUSED_BY_API_SERVER.contains(&v.rule));
+    Ok(violations)
+}
+
 fn judge(workload: &Workload, ctx: &Context<'_>, problems: &[Problem]) -> Vec<Violation> {
     let mut found: Vec<Finding> = problems.iter().map(findings::annotation_problem).collect();
     found.extend(grace::check(&workload.pod_spec, ctx));

@@ -23,6 +23,13 @@ pub fn configured_sleep(ctx: &Context<'_>) -> Option<i64> {
     if ctx.declared.profile == Profile::PullBased {
         return None;
     }
+    // A DaemonSet rolls node by node: a default sleep costs every node's
+    // rollout the sleep, and node agents rarely sit behind a load balancer.
+    // Its rollguard.io/prestop-sleep opts it in. Its pods (owned by the
+    // DaemonSet) are judged the same, so they stay as their template says.
+    if ctx.node_agent && ctx.declared.prestop_sleep.is_none() {
+        return None;
+    }
     let seconds = ctx
         .declared
         .prestop_sleep
@@ -49,7 +56,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
     spec.containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| declares_ports(c) && !ctx.settings.is_skipped_container(&c.name))
+        .filter(|(_, c)| super::serving::serves(c, spec, ctx))
         .filter(|(_, c)| {
             c.lifecycle
                 .as_ref()

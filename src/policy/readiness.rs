@@ -9,7 +9,7 @@ use crate::workload::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
-use super::{prestop::declares_ports, Context, Finding, Mutation};
+use super::{serving, Context, Finding, Mutation};
 use crate::annotations::Profile;
 use crate::path;
 use crate::rules::Rule;
@@ -29,7 +29,7 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         .containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.readiness_probe.is_none() && !ctx.settings.is_skipped_container(&c.name))
+        .filter(|(_, c)| c.readiness_probe.is_none() && !serving::skipped(c, ctx))
         .collect();
     let targets: Vec<(usize, &Container)> = match &declared.readiness_port {
         Some(port) => {
@@ -48,15 +48,20 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
                 _ => declaring,
             }
         }
+        // Only a TCP port can answer a tcpSocket or httpGet probe: a probe on
+        // a UDP port (jaeger-agent's 6831/UDP) keeps the pod unready forever.
         None => candidates
             .into_iter()
-            .filter(|(_, c)| declares_ports(c))
+            .filter(|(_, c)| first_tcp_port(c).is_some() && serving::serves(c, spec, ctx))
             .collect(),
     };
     targets
         .into_iter()
         .filter_map(|(index, c)| {
-            let port = declared.readiness_port.clone().or_else(|| first_port(c))?;
+            let port = declared
+                .readiness_port
+                .clone()
+                .or_else(|| first_tcp_port(c))?;
             Some(Mutation {
                 rule: Rule::ReadinessProbe,
                 path: ctx.pod_spec_path(&path!["containers", index, "readinessProbe"]),
@@ -69,10 +74,14 @@ pub fn plan(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Mutation> {
         .collect()
 }
 
-/// The first declared port, by name when it has one (renumbering the port then
-/// keeps the probe right).
-fn first_port(container: &Container) -> Option<IntOrString> {
-    let port = container.ports.as_ref()?.first()?;
+/// The first declared TCP port, by name when it has one (renumbering the port
+/// then keeps the probe right). A port without `protocol` is TCP.
+fn first_tcp_port(container: &Container) -> Option<IntOrString> {
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))?;
     Some(match &port.name {
         Some(name) if !name.is_empty() => IntOrString::String(name.clone()),
         _ => IntOrString::Int(port.container_port),
@@ -137,15 +146,15 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
     }
     for c in &spec.containers {
         if ctx.declared.profile == Profile::Serving
-            && declares_ports(c)
+            && first_tcp_port(c).is_some()
             && c.readiness_probe.is_none()
-            && !ctx.settings.is_skipped_container(&c.name)
+            && serving::serves(c, spec, ctx)
         {
             found.push(Finding::new(
                 Rule::ReadinessMissing,
                 ctx.container_field(&c.name, ".readinessProbe"),
                 format!(
-                    "container {} declares ports but has no readinessProbe",
+                    "container {} declares a TCP port but has no readinessProbe",
                     c.name
                 ),
             ));

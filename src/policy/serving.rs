@@ -1,0 +1,69 @@
+//! Which containers serve traffic, from what the manifest says: only those
+//! get a preStop sleep and an injected readiness probe.
+//!
+//! A container serves when it declares a port that is not only for
+//! monitoring (`metrics`, `healthz`, probe ports), is not on the skip list
+//! (by name or image), and is not a known helper sidecar (kube-rbac-proxy,
+//! configmap-reload, jaeger-agent, envoy, node-driver-registrar…) beside
+//! another container. rollguard sees one object at a time, so a container
+//! that serves through a Service without declaring `ports:` is not seen as
+//! serving: declare its port (kubectl explain pod.spec.containers.ports).
+
+use crate::settings::image_name;
+use crate::workload::{Container, PodSpec};
+
+use super::Context;
+
+/// Images of helper sidecars: they proxy, reload or ship data for the main
+/// container, whose own shutdown and readiness are what matter.
+pub const SIDECAR_IMAGES: [&str; 8] = [
+    "kube-rbac-proxy",
+    "configmap-reload",
+    "prometheus-config-reloader",
+    "jaeger-agent",
+    "envoy",
+    "csi-node-driver-registrar",
+    "livenessprobe",
+    "oauth2-proxy",
+];
+
+/// Port names that only serve monitoring or the kubelet's probes.
+fn is_auxiliary_port(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("metrics")
+        || name.contains("healthz")
+        || name.contains("health")
+        || name.contains("probe")
+        || name == "monitoring"
+        || name == "prometheus"
+        || name == "profiling"
+        || name == "pprof"
+}
+
+/// On the configured skip list, by name or image.
+pub fn skipped(container: &Container, ctx: &Context<'_>) -> bool {
+    ctx.settings
+        .is_skipped_container(&container.name, container.image.as_deref())
+}
+
+/// A known helper sidecar next to at least one other container.
+fn is_helper_sidecar(container: &Container, spec: &PodSpec) -> bool {
+    let Some(image) = container.image.as_deref() else {
+        return false;
+    };
+    let name = image_name(image);
+    spec.containers.len() > 1
+        && SIDECAR_IMAGES
+            .iter()
+            .any(|known| name == *known || name.ends_with(&format!("-{known}")))
+}
+
+/// True when the container serves traffic (see the module documentation).
+pub fn serves(container: &Container, spec: &PodSpec, ctx: &Context<'_>) -> bool {
+    let serving_port = container
+        .ports
+        .iter()
+        .flatten()
+        .any(|p| !p.name.as_deref().is_some_and(is_auxiliary_port));
+    serving_port && !skipped(container, ctx) && !is_helper_sidecar(container, spec)
+}

@@ -1,0 +1,88 @@
+//! The rollout a manifest describes: replicas, strategy and timings read from
+//! a Deployment or StatefulSet, with what a manifest cannot say (how long a
+//! pod takes to become Ready, how long it flushes) from flags or the
+//! rollguard annotations.
+
+use serde_json::Value;
+
+use super::model::{Controller, Scenario};
+use crate::annotations;
+use crate::k8s_semantics as k8s;
+use crate::workload::{Workload, WorkloadKind};
+
+/// What the manifest cannot tell; `None` takes the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Assumptions {
+    pub ready_after: Option<u32>,
+    pub shutdown: Option<u32>,
+    pub new_never_ready: bool,
+}
+
+/// Seconds to Ready when no flag says: a small app behind a readiness probe.
+pub const DEFAULT_READY_AFTER: u32 = 5;
+
+/// The scenario of a Deployment or StatefulSet; None for other kinds.
+pub fn from_object(object: &Value, assume: Assumptions) -> Option<Result<Scenario, String>> {
+    let kind = WorkloadKind::from_object(object)?;
+    if !matches!(kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet) {
+        return None;
+    }
+    Some(read(kind, object, assume))
+}
+
+fn read(kind: WorkloadKind, object: &Value, assume: Assumptions) -> Result<Scenario, String> {
+    let workload =
+        Workload::read(kind, object).map_err(|e| format!("{}: {}", e.field, e.reason))?;
+    let settings = annotations::effective(&workload.annotations, &workload.template_annotations);
+    let (declared, _) = annotations::parse(&settings);
+    // The flush lasts what the annotations declare; without them, up to the
+    // grace period (the kubelet kills the pod then).
+    let grace = workload
+        .pod_spec
+        .termination_grace_period_seconds
+        .unwrap_or(k8s::DEFAULT_GRACE_PERIOD_SECONDS);
+    let declared_shutdown = match (declared.prestop_sleep, declared.shutdown_timeout) {
+        (None, None) => None,
+        (sleep, timeout) => Some(sleep.unwrap_or(0) + timeout.unwrap_or(0)),
+    };
+    let shutdown = assume
+        .shutdown
+        .unwrap_or_else(|| seconds(declared_shutdown.unwrap_or(grace)));
+    let spec = object.get("spec");
+    let field = |name: &str| spec.and_then(|s| s.get(name));
+    let replicas = field("replicas")
+        .and_then(Value::as_i64)
+        .map_or(k8s::DEFAULT_REPLICAS, |n| n.clamp(0, 10_000) as i32);
+    let controller = match kind {
+        WorkloadKind::Deployment => match &workload.rollout {
+            Some(r) if r.is_rolling_update() => Controller::Rolling {
+                max_surge: r.max_surge.clone(),
+                max_unavailable: r.max_unavailable.clone(),
+            },
+            _ => Controller::Recreate,
+        },
+        _ => match &workload.stateful_set {
+            Some(s) => Controller::StatefulSet {
+                ordered: s.ordered,
+                max_unavailable: s.max_unavailable,
+                partition: s.partition,
+                on_delete: s.on_delete,
+            },
+            None => Controller::Recreate,
+        },
+    };
+    Ok(Scenario {
+        replicas,
+        controller,
+        min_ready_seconds: u32::try_from(workload.min_ready_seconds).unwrap_or(0),
+        ready_after: assume.ready_after.unwrap_or(DEFAULT_READY_AFTER),
+        shutdown,
+        new_never_ready: assume.new_never_ready,
+    })
+}
+
+fn seconds(value: i64) -> u32 {
+    u32::try_from(value.max(0))
+        .unwrap_or(u32::MAX)
+        .min(super::model::HORIZON_SECONDS)
+}
