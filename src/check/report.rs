@@ -399,13 +399,18 @@ fn report_results(report: &ObjectReport<'_>) -> Vec<Value> {
     let Some(verdict) = &report.verdict else {
         return Vec::new();
     };
-    let resource = json!({
+    let mut resource = json!({
         "apiVersion": report.original.get("apiVersion"),
         "kind": report.kind,
         "namespace": report.namespace,
         "name": report.name,
         "uid": report.original.pointer("/metadata/uid"),
     });
+    // An ObjectReference's fields are strings: leave out the unknown ones
+    // (objects from files have no uid) rather than write null.
+    if let Some(fields) = resource.as_object_mut() {
+        fields.retain(|_, value| !value.is_null());
+    }
     let result = |rule: &str, outcome: &str, message: String| {
         json!({"source": "rollguard", "policy": rule, "rule": rule, "result": outcome,
                "message": message, "resources": [resource]})
