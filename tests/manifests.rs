@@ -1133,3 +1133,52 @@ fn every_variant_sets_the_allocator_to_return_freed_memory() {
         );
     }
 }
+
+/// The optional role for `rollguard check --cluster` renders on its own and
+/// can only list the kinds `check --cluster` reads: no get, watch or write,
+/// and nothing else (secrets least of all).
+#[test]
+fn the_check_rbac_component_only_lists_what_check_cluster_reads() {
+    let root = std::env::temp_dir().join(format!("rollguard-check-rbac-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy_tree(&manifests_dir(), &root.join("manifests"));
+    let overlay = root.join("overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         components:\n  - ../manifests/components/check-rbac\n",
+    )
+    .unwrap();
+    let objects = parse_documents(&kustomize(&overlay));
+    let _ = std::fs::remove_dir_all(&root);
+
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let role = &objects[0];
+    assert_eq!(role["kind"], "ClusterRole");
+    assert_eq!(role["metadata"]["name"], "rollguard-check");
+    let mut granted = Vec::new();
+    for rule in array(&role["rules"], "rules") {
+        assert_eq!(rule["verbs"], serde_json::json!(["list"]), "{rule}");
+        for group in array(&rule["apiGroups"], "apiGroups") {
+            for resource in array(&rule["resources"], "resources") {
+                granted.push(format!(
+                    "{}/{}",
+                    text(group, "apiGroup"),
+                    text(resource, "resource")
+                ));
+            }
+        }
+    }
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            "/namespaces",
+            "/pods",
+            "apps/daemonsets",
+            "apps/deployments",
+            "apps/statefulsets"
+        ]
+    );
+}
