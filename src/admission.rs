@@ -356,6 +356,12 @@ fn display_name(name: &str, object: Option<&Value>) -> String {
     }
 }
 
+/// The patch as the JSON the reply carries (`encode` writes it as base64
+/// with patchType JSONPatch; kube's `with_patch` would take a copy first).
+fn patch_bytes(patch: &json_patch::Patch) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(patch).map_err(|err| format!("cannot encode the patch: {err}"))
+}
+
 fn respond(
     request: &Request,
     verdict: &Verdict,
@@ -378,10 +384,7 @@ fn respond(
             // The only patch of an "off" object: its mode copied into the
             // pod template, so its pods are left alone too.
             if !verdict.patch.0.is_empty() {
-                response.patch = Some(
-                    serde_json::to_vec(&verdict.patch)
-                        .map_err(|err| format!("cannot encode the patch: {err}"))?,
-                );
+                response.patch = Some(patch_bytes(&verdict.patch)?);
             }
             return Ok(response);
         }
@@ -449,13 +452,7 @@ fn respond(
                 response = response.deny(denials.join("\n"));
                 log.outcome = "denied";
             } else if !verdict.patch.0.is_empty() {
-                // The patch bytes go straight into the reply (`encode` writes
-                // them as base64 with patchType JSONPatch); kube's `with_patch`
-                // would take a copy of the patch first.
-                response.patch = Some(
-                    serde_json::to_vec(&verdict.patch)
-                        .map_err(|err| format!("cannot encode the patch: {err}"))?,
-                );
+                response.patch = Some(patch_bytes(&verdict.patch)?);
                 for m in verdict
                     .mutations
                     .iter()

@@ -324,22 +324,38 @@ fn mode_off_reaches_pods(
     doc: &mut Value,
 ) -> Result<json_patch::Patch, EngineError> {
     let mut writes = patch::Writes::new();
-    if let (Some(mut path), Some(value)) = (
-        kind.template_annotations_path(),
-        workload.annotations.get(annotations::MODE),
-    ) {
-        if workload.template_annotations.get(annotations::MODE) != Some(value) {
-            path.push(Step::from(annotations::MODE));
-            write(
-                &mut writes,
-                doc,
-                &path,
-                Value::String(value.clone()),
-                "spec.template.metadata.annotations",
-            )?;
+    copy_to_template(workload, kind, &[annotations::MODE], &mut writes, doc)?;
+    Ok(writes.patch(doc))
+}
+
+/// Copies the workload's own values of `keys` into its pod template's
+/// annotations where they differ, so its pods reach the same decisions.
+fn copy_to_template(
+    workload: &Workload,
+    kind: WorkloadKind,
+    keys: &[&'static str],
+    writes: &mut patch::Writes,
+    doc: &mut Value,
+) -> Result<(), EngineError> {
+    let Some(template_path) = kind.template_annotations_path() else {
+        return Ok(());
+    };
+    for key in keys {
+        if let Some(value) = workload.annotations.get(*key) {
+            if workload.template_annotations.get(*key) != Some(value) {
+                let mut path = template_path.clone();
+                path.push(Step::from(*key));
+                write(
+                    writes,
+                    doc,
+                    &path,
+                    Value::String(value.clone()),
+                    "spec.template.metadata.annotations",
+                )?;
+            }
         }
     }
-    Ok(writes.patch(doc))
+    Ok(())
 }
 
 fn effective_mode(requested: Mode, object: Option<ObjectMode>) -> EffectiveMode {
@@ -416,24 +432,7 @@ fn apply(
             "metadata.annotations",
         )?;
     }
-    if let Some(template_path) = ctx.kind.template_annotations_path() {
-        for key in annotations::SETTINGS_KEYS {
-            if let Some(value) = workload.annotations.get(key) {
-                if workload.template_annotations.get(key) != Some(value) {
-                    let mut path = template_path.clone();
-                    path.push(Step::from(key));
-                    write(
-                        writes,
-                        doc,
-                        &path,
-                        Value::String(value.clone()),
-                        "spec.template.metadata.annotations",
-                    )?;
-                }
-            }
-        }
-    }
-    Ok(())
+    copy_to_template(workload, ctx.kind, &annotations::SETTINGS_KEYS, writes, doc)
 }
 
 fn write(
@@ -452,7 +451,6 @@ fn write(
     }
 }
 
-/// Every validation finding, with the configured action and waivers applied.
 /// Rules whose violation the API server refuses on its own, between the
 /// mutating and the validating webhooks: the validating webhook never sees
 /// such an object, so `/mutate` judges them and denies with rollguard's
@@ -475,17 +473,27 @@ fn judge_refused_by_api_server(
     } else {
         received
     };
-    let mut violations = judge(judged, ctx, &[]);
-    violations.retain(|v| REFUSED_BY_API_SERVER.contains(&v.rule));
-    Ok(violations)
+    // Only the checks of these rules: the others wait for the validating webhook.
+    let mut found = prestop::check(&judged.pod_spec, ctx);
+    found.extend(strategy::check_min_ready(judged));
+    debug_assert!(found
+        .iter()
+        .all(|f| REFUSED_BY_API_SERVER.contains(&f.rule)));
+    Ok(violations(found, ctx))
 }
 
+/// Every validation finding, with the configured action and waivers applied.
 fn judge(workload: &Workload, ctx: &Context<'_>, problems: &[Problem]) -> Vec<Violation> {
     let mut found: Vec<Finding> = problems.iter().map(findings::annotation_problem).collect();
     found.extend(grace::check(&workload.pod_spec, ctx));
     found.extend(prestop::check(&workload.pod_spec, ctx));
     found.extend(readiness::check(&workload.pod_spec, ctx));
     found.extend(strategy::check(workload, ctx));
+    violations(found, ctx)
+}
+
+/// Findings as violations, with the configured action and waivers applied.
+fn violations(found: Vec<Finding>, ctx: &Context<'_>) -> Vec<Violation> {
     found
         .into_iter()
         .filter_map(|finding| {

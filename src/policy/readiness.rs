@@ -135,12 +135,8 @@ fn probe_json(path: Option<&str>, port: &IntOrString) -> Value {
 
 pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
     let mut found = Vec::new();
-    if let Some(IntOrString::String(name)) = &ctx.declared.readiness_port {
-        if !spec
-            .containers
-            .iter()
-            .any(|c| container_declares(c, &IntOrString::String(name.clone())))
-        {
+    if let Some(port @ IntOrString::String(name)) = &ctx.declared.readiness_port {
+        if !spec.containers.iter().any(|c| container_declares(c, port)) {
             found.push(undeclared_port(spec, name));
         }
     }

@@ -27,17 +27,13 @@ pub const SIDECAR_IMAGES: [&str; 8] = [
     "oauth2-proxy",
 ];
 
-/// Port names that only serve monitoring or the kubelet's probes.
+/// Port names that only serve monitoring or the kubelet's probes. Port names
+/// are lowercase by validation (IANA_SVC_NAME), so no case folding is needed.
 fn is_auxiliary_port(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
     name.contains("metrics")
-        || name.contains("healthz")
         || name.contains("health")
         || name.contains("probe")
-        || name == "monitoring"
-        || name == "prometheus"
-        || name == "profiling"
-        || name == "pprof"
+        || matches!(name, "monitoring" | "prometheus" | "profiling" | "pprof")
 }
 
 /// On the configured skip list, by name or image.
@@ -53,9 +49,10 @@ fn is_helper_sidecar(container: &Container, spec: &PodSpec) -> bool {
     };
     let name = image_name(image);
     spec.containers.len() > 1
-        && SIDECAR_IMAGES
-            .iter()
-            .any(|known| name == *known || name.ends_with(&format!("-{known}")))
+        && SIDECAR_IMAGES.iter().any(|known| {
+            name.strip_suffix(known)
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('-'))
+        })
 }
 
 /// True when the container serves traffic (see the module documentation).

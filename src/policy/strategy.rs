@@ -256,6 +256,24 @@ fn plan_min_ready(
     mutations
 }
 
+/// `min-ready-exceeds-deadline`: a Deployment whose minReadySeconds reaches
+/// its progressDeadlineSeconds.
+pub fn check_min_ready(workload: &Workload) -> Option<Finding> {
+    let rollout = workload.rollout.as_ref()?;
+    (i64::from(workload.min_ready_seconds) >= i64::from(rollout.progress_deadline_seconds)).then(
+        || {
+            Finding::new(
+                Rule::MinReadyExceedsDeadline,
+                "spec.minReadySeconds",
+                format!(
+                    "minReadySeconds {} is not below progressDeadlineSeconds {}",
+                    workload.min_ready_seconds, rollout.progress_deadline_seconds
+                ),
+            )
+        },
+    )
+}
+
 pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
     if let Some(set) = &workload.stateful_set {
         return check_stateful_set(set, ctx.declared.profile == Profile::Stateful);
@@ -263,18 +281,8 @@ pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
     let Some(rollout) = &workload.rollout else {
         return Vec::new();
     };
-    let mut found = Vec::new();
+    let mut found: Vec<Finding> = check_min_ready(workload).into_iter().collect();
     let stateful = ctx.declared.profile == Profile::Stateful;
-    if i64::from(workload.min_ready_seconds) >= i64::from(rollout.progress_deadline_seconds) {
-        found.push(Finding::new(
-            Rule::MinReadyExceedsDeadline,
-            "spec.minReadySeconds",
-            format!(
-                "minReadySeconds {} is not below progressDeadlineSeconds {}",
-                workload.min_ready_seconds, rollout.progress_deadline_seconds
-            ),
-        ));
-    }
     if !rollout.is_rolling_update() {
         // With one replica, serial and Recreate stop the same single pod.
         if stateful && rollout.strategy_type == "Recreate" && rollout.replicas != 1 {
