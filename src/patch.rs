@@ -1,11 +1,12 @@
-//! Writing into the raw JSON document and the JSON Patch of those writes
-//! ([`Writes`]). The patch names only the places written, so every field the
-//! typed Kubernetes structs do not know is left as it was.
+//! Paths into an object and the JSON Patch of the engine's writes
+//! ([`build`]). The patch names only the places written, so every field the
+//! typed view does not know is left as it was.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
 /// One step of a path into a JSON document. Keys are mostly field names
@@ -42,296 +43,190 @@ macro_rules! path {
     ($($step:expr),* $(,)?) => { [$($crate::patch::Step::from($step)),*] };
 }
 
-/// Sets `value` at `path`, creating missing (or null) parent objects. An index
-/// must address an existing array element. Returns false when the path runs
-/// through a value that is neither an object nor a fitting array.
-pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
-    let Some((last, parents)) = path.split_last() else {
-        *doc = value;
-        return true;
-    };
-    let mut node = doc;
-    for step in parents {
-        node = match step {
-            Step::Key(key) => {
-                if node.is_null() {
-                    *node = Value::Object(Map::new());
-                }
-                let Some(object) = node.as_object_mut() else {
-                    return false;
-                };
-                let child = object.entry(key.as_ref()).or_insert(Value::Null);
-                if child.is_null() {
-                    *child = Value::Object(Map::new());
-                }
-                child
-            }
-            Step::Index(index) => match node.as_array_mut().and_then(|a| a.get_mut(*index)) {
-                Some(child) => child,
-                None => return false,
-            },
-        };
-    }
-    match last {
-        Step::Key(key) => {
-            if node.is_null() {
-                *node = Value::Object(Map::new());
-            }
-            match node.as_object_mut() {
-                Some(object) => {
-                    object.insert(key.to_string(), value);
-                    true
-                }
-                None => false,
-            }
-        }
-        Step::Index(index) => match node.as_array_mut().and_then(|a| a.get_mut(*index)) {
-            Some(slot) => {
-                *slot = value;
-                true
-            }
-            None => false,
-        },
-    }
+/// One value the engine writes into an object: its own, or lent by the
+/// mutation it comes from (a Pod with a thousand containers has thousands).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write<'a> {
+    pub path: Cow<'a, [Step]>,
+    pub value: Cow<'a, Value>,
 }
 
-/// Writes into a document in place and remembers where, so the JSON Patch
-/// comes from the writes instead of from a second copy of the document and a
-/// whole-document diff (the copy and its drop were a quarter of a review).
+/// Why a write cannot become a patch operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot write {pointer}: a parent is not an object, or the array has no such element")]
+pub struct Unwritable {
+    pub pointer: String,
+}
+
+/// The RFC 6902 patch of `writes` against `view`, the object as the engine's
+/// typed view read it ([`crate::workload::ObjectView::to_json`]). The view
+/// says which parents of a write exist: the patch adds the first missing one
+/// whole (`add /spec/strategy {"rollingUpdate": {...}}`), replaces a value
+/// that is there, and leaves out a write of the value already there. Writes
+/// under a parent an earlier write adds go into that operation, and a later
+/// write of the same place wins. Keys are RFC 6901 escaped (`~1` for `/`).
 ///
-/// [`Writes::patch`] emits exactly what [`diff`] (and `json_patch::diff`)
-/// would emit between the document before the first write and after the
-/// last: the same operations in the same order.
-#[derive(Debug, Default)]
-pub struct Writes {
-    /// The places written, as a tree of path steps. Places are disjoint: a
-    /// written node has no written node below it.
-    root: Place,
-}
-
-#[derive(Debug, Default)]
-struct Place {
-    /// Set when this place was written: what was there before the first
-    /// write (`None`: nothing was).
-    written: Option<Option<Value>>,
-    /// Sorted by step, for a binary search: a Pod's containers node has one
-    /// child per container.
-    children: Vec<(Step, Place)>,
-}
-
-impl Place {
-    fn child(&self, step: &Step) -> Option<&Place> {
-        self.children
-            .binary_search_by(|(s, _)| s.cmp(step))
-            .ok()
-            .map(|index| &self.children[index].1)
-    }
-
-    fn child_mut(&mut self, step: &Step) -> &mut Place {
-        let index = match self.children.binary_search_by(|(s, _)| s.cmp(step)) {
-            Ok(index) => index,
-            Err(index) => {
-                self.children
-                    .insert(index, (step.clone(), Place::default()));
-                index
+/// Every field the view does not name is left as it was by construction:
+/// operations only name places below fields of the view.
+pub fn build(view: &Value, writes: &[Write<'_>]) -> Result<Patch, Unwritable> {
+    // Operations in write order; `None` where a later write replaced one.
+    let mut operations: Vec<Option<Operation>> = Vec::new();
+    // Where each operation writes, for finding a parent or a place below in
+    // log time (a Pod with a thousand containers has thousands of writes).
+    let mut places: BTreeMap<Vec<Step>, usize> = BTreeMap::new();
+    for write in writes {
+        // Below a parent an earlier operation creates, or at its place.
+        let parent = (0..=write.path.len()).find_map(|len| {
+            let index = *places.get(&write.path[..len])?;
+            let operation = operations[index].as_ref()?;
+            (operation.creates || len == write.path.len()).then_some(index)
+        });
+        if let Some(index) = parent {
+            let operation = operations[index].as_mut().expect("a live operation");
+            let below = &write.path[operation.path.len()..];
+            if !set_within(
+                &mut operation.value,
+                below,
+                write.value.clone().into_owned(),
+            ) {
+                return Err(unwritable(&write.path));
+            }
+            continue;
+        }
+        // A write of a place that holds earlier writes replaces them.
+        let below: Vec<Vec<Step>> = places
+            .range(write.path.to_vec()..)
+            .take_while(|(path, _)| path.starts_with(&write.path))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in below {
+            if let Some(index) = places.remove(&path) {
+                operations[index] = None;
+            }
+        }
+        let (present, here) = present_prefix(view, &write.path)?;
+        let operation = if present == write.path.len() {
+            if here == Some(write.value.as_ref()) {
+                continue;
+            }
+            Operation {
+                path: write.path.to_vec(),
+                value: write.value.clone().into_owned(),
+                add: false,
+                creates: false,
+            }
+        } else {
+            // The first missing (or null) place gets the rest of the path
+            // whole: added as an object member, replaced as a null element.
+            let mut value = Value::Null;
+            set_within(
+                &mut value,
+                &write.path[present + 1..],
+                write.value.clone().into_owned(),
+            );
+            Operation {
+                path: write.path[..=present].to_vec(),
+                value,
+                add: matches!(write.path[present], Step::Key(_)),
+                creates: true,
             }
         };
-        &mut self.children[index].1
+        places.insert(operation.path.clone(), operations.len());
+        operations.push(Some(operation));
     }
-
-    /// Whether `path` lies in a written place.
-    fn covers(&self, path: &[Step]) -> bool {
-        let mut place = self;
-        for step in path {
-            if place.written.is_some() {
-                return true;
-            }
-            match place.child(step) {
-                Some(child) => place = child,
-                None => return false,
-            }
-        }
-        place.written.is_some()
-    }
-
-    /// Puts back into `doc`, the value of this place, what was there before
-    /// the writes below it (`relative`: the path from this place so far).
-    fn restore_into(&self, doc: &mut Value, relative: &mut Vec<Step>) {
-        for (step, child) in &self.children {
-            relative.push(step.clone());
-            match &child.written {
-                Some(Some(before)) => {
-                    set(doc, relative, before.clone());
+    Ok(Patch(
+        operations
+            .into_iter()
+            .flatten()
+            .map(|op| {
+                let path = pointer(&op.path);
+                let value = op.value;
+                if op.add {
+                    PatchOperation::Add(AddOperation { path, value })
+                } else {
+                    PatchOperation::Replace(ReplaceOperation { path, value })
                 }
-                Some(None) => remove(doc, relative),
-                None => child.restore_into(doc, relative),
-            }
-            relative.pop();
-        }
-    }
-
-    /// Emits the operations of this place and those below it, in document
-    /// order (the order `json_patch::diff` walks).
-    fn emit(&self, now: Option<&Value>, pointer: &mut PointerBuf, patch: &mut Patch) {
-        let Some(now) = now else {
-            return;
-        };
-        match &self.written {
-            Some(None) => patch.0.push(PatchOperation::Add(AddOperation {
-                path: pointer.clone(),
-                value: now.clone(),
-            })),
-            Some(Some(before)) => diff_value(before, now, pointer, patch),
-            None => {
-                let mut order: Vec<(usize, &Step, &Place)> = self
-                    .children
-                    .iter()
-                    .map(|(step, child)| (position_in(now, step), step, child))
-                    .collect();
-                order.sort_by_key(|(position, _, _)| *position);
-                for (_, step, child) in order {
-                    let below = match step {
-                        Step::Key(key) => {
-                            pointer.push_back(key.as_ref());
-                            now.get(key.as_ref())
-                        }
-                        Step::Index(index) => {
-                            pointer.push_back(*index);
-                            now.get(*index)
-                        }
-                    };
-                    child.emit(below, pointer, patch);
-                    pointer.pop_back();
-                }
-            }
-        }
-    }
+            })
+            .collect(),
+    ))
 }
 
-impl Writes {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// [`set`], remembering what it changes. Returns false, as `set` does,
-    /// when the path runs through a value that is neither an object nor a
-    /// fitting array.
-    pub fn set(&mut self, doc: &mut Value, path: &[Step], value: Value) -> bool {
-        if !self.root.covers(path) {
-            match first_change(doc, path, &value) {
-                Change::Unwritable => return false,
-                Change::Unchanged => return true,
-                Change::At { depth, before } => self.remember(&path[..depth], before),
-            }
-        }
-        set(doc, path, value)
-    }
-
-    fn remember(&mut self, path: &[Step], mut before: Option<Value>) {
-        let place = path
-            .iter()
-            .fold(&mut self.root, |place, step| place.child_mut(step));
-        // Places written earlier inside this one: what was there before them
-        // goes back into `before`, which was read after them.
-        if let Some(before) = before.as_mut() {
-            place.restore_into(before, &mut Vec::new());
-        }
-        place.children.clear();
-        place.written = Some(before);
-    }
-
-    /// The RFC 6902 patch from the document before the first write to `doc`.
-    pub fn patch(&self, doc: &Value) -> Patch {
-        let mut patch = Patch::default();
-        self.root
-            .emit(Some(doc), &mut PointerBuf::new(), &mut patch);
-        patch
-    }
+/// One operation of the patch being built.
+struct Operation {
+    path: Vec<Step>,
+    value: Value,
+    /// `add` (a missing or null object member), else `replace`.
+    add: bool,
+    /// Its value was made here, around the written one: later writes below
+    /// it go into it.
+    creates: bool,
 }
 
-/// Where `step` sits among the children of `node` in document order: the
-/// member's place among its object's keys, or the array index.
-fn position_in(node: &Value, step: &Step) -> usize {
-    match step {
-        Step::Key(key) => node
-            .as_object()
-            .and_then(|object| object.keys().position(|k| k == key))
-            .unwrap_or(usize::MAX),
-        Step::Index(index) => *index,
-    }
-}
-
-enum Change {
-    /// `set` would fail.
-    Unwritable,
-    /// The value is already there.
-    Unchanged,
-    /// The first `depth` steps of the path lead to the outermost place that
-    /// changes: a missing key (`before` None), a null parent, or the leaf.
-    At { depth: usize, before: Option<Value> },
-}
-
-/// Where `set(doc, path, value)` changes the document first.
-fn first_change(doc: &Value, path: &[Step], value: &Value) -> Change {
+/// How many leading steps of `path` name values that exist in `doc` (a null
+/// parent counts as missing), and the value at the whole path when it exists. A missing array
+/// element cannot be written.
+fn present_prefix<'a>(
+    doc: &'a Value,
+    path: &[Step],
+) -> Result<(usize, Option<&'a Value>), Unwritable> {
     let mut node = doc;
     for (depth, step) in path.iter().enumerate() {
-        let child = match step {
-            Step::Key(key) => match node {
-                Value::Object(object) => object.get(key.as_ref()),
-                // `set` turns a null document into an object.
-                Value::Null => {
-                    return Change::At {
-                        depth,
-                        before: Some(Value::Null),
-                    }
-                }
-                _ => return Change::Unwritable,
+        let child = match (step, node) {
+            (Step::Key(key), Value::Object(object)) => object.get(key.as_ref()),
+            (Step::Index(index), Value::Array(items)) => match items.get(*index) {
+                Some(item) => Some(item),
+                None => return Err(unwritable(path)),
             },
-            Step::Index(index) => match node.as_array().and_then(|a| a.get(*index)) {
-                Some(child) => Some(child),
-                None => return Change::Unwritable,
-            },
+            _ => return Err(unwritable(path)),
         };
-        let leaf = depth + 1 == path.len();
         match child {
-            None => {
-                return Change::At {
-                    depth: depth + 1,
-                    before: None,
-                }
-            }
-            Some(child) if leaf && child == value => return Change::Unchanged,
-            Some(child) if leaf || child.is_null() => {
-                return Change::At {
-                    depth: depth + 1,
-                    before: Some(child.clone()),
-                }
-            }
+            None => return Ok((depth, None)),
+            // A null parent is written over; a null leaf is replaced.
+            Some(Value::Null) if depth + 1 < path.len() => return Ok((depth, None)),
             Some(child) => node = child,
         }
     }
-    // An empty path replaces the whole document.
-    if doc == value {
-        Change::Unchanged
-    } else {
-        Change::At {
-            depth: 0,
-            before: Some(doc.clone()),
+    Ok((path.len(), Some(node)))
+}
+
+/// Sets `value` at `path` inside a value the patch adds, creating the
+/// objects on the way. False when the path runs through a value that is
+/// neither an object nor null, or through an array.
+fn set_within(node: &mut Value, path: &[Step], value: Value) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        *node = value;
+        return true;
+    };
+    let Step::Key(key) = first else {
+        return false;
+    };
+    if node.is_null() {
+        *node = Value::Object(Map::new());
+    }
+    match node {
+        Value::Object(object) => {
+            let child = object.entry(key.as_ref()).or_insert(Value::Null);
+            set_within(child, rest, value)
         }
+        _ => false,
     }
 }
 
-/// Removes the key at `path` (object members only).
-fn remove(doc: &mut Value, path: &[Step]) {
-    let Some((Step::Key(last), parents)) = path.split_last() else {
-        return;
-    };
-    let parent = parents.iter().try_fold(doc, |node, step| match step {
-        Step::Key(key) => node.get_mut(key.as_ref()),
-        Step::Index(index) => node.get_mut(*index),
-    });
-    if let Some(Value::Object(object)) = parent {
-        object.remove(last.as_ref());
+/// The RFC 6901 pointer of a path (`~` and `/` in keys escaped).
+pub fn pointer(path: &[Step]) -> PointerBuf {
+    let mut pointer = PointerBuf::new();
+    for step in path {
+        match step {
+            Step::Key(key) => pointer.push_back(key.as_ref()),
+            Step::Index(index) => pointer.push_back(*index),
+        }
+    }
+    pointer
+}
+
+fn unwritable(path: &[Step]) -> Unwritable {
+    Unwritable {
+        pointer: pointer(path).to_string(),
     }
 }
 
@@ -343,177 +238,92 @@ pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
     })
 }
 
-/// The RFC 6902 patch that turns `received` into `admitted`. Paths are RFC 6901
-/// pointers with `~` and `/` escaped (annotation keys contain `/`).
-///
-/// The same operations, in the same order, as `json_patch::diff`, but
-/// subtrees still identical are skipped without building their paths or
-/// looking their keys up. [`Writes`] uses it for a place it replaced; the
-/// engine no longer diffs whole documents.
-pub fn diff(received: &Value, admitted: &Value) -> json_patch::Patch {
-    let mut patch = json_patch::Patch::default();
-    diff_value(received, admitted, &mut PointerBuf::new(), &mut patch);
-    patch
-}
-
-/// Equal, and objects with their keys in the same order: cheap, and `false`
-/// only means "look closer".
-fn same(left: &Value, right: &Value) -> bool {
-    match (left, right) {
-        (Value::Object(l), Value::Object(r)) => {
-            l.len() == r.len()
-                && l.iter()
-                    .zip(r)
-                    .all(|((lk, lv), (rk, rv))| lk == rk && same(lv, rv))
-        }
-        (Value::Array(l), Value::Array(r)) => {
-            l.len() == r.len() && l.iter().zip(r).all(|(lv, rv)| same(lv, rv))
-        }
-        _ => left == right,
-    }
-}
-
-fn diff_value(left: &Value, right: &Value, pointer: &mut PointerBuf, patch: &mut Patch) {
-    match (left, right) {
-        (Value::Object(l), Value::Object(r)) => diff_object(l, r, pointer, patch),
-        (Value::Array(l), Value::Array(r)) => diff_array(l, r, pointer, patch),
-        _ if left == right => {}
-        _ => patch.0.push(PatchOperation::Replace(ReplaceOperation {
-            path: pointer.clone(),
-            value: right.clone(),
-        })),
-    }
-}
-
-fn diff_object(
-    left: &Map<String, Value>,
-    right: &Map<String, Value>,
-    pointer: &mut PointerBuf,
-    patch: &mut Patch,
-) {
-    let mut in_order = left.iter();
-    let mut found = 0;
-    for (key, right_value) in right {
-        let left_value = match in_order.next() {
-            Some((left_key, value)) if left_key == key => Some(value),
-            _ => left.get(key),
-        };
-        match left_value {
-            Some(left_value) => {
-                found += 1;
-                if !same(left_value, right_value) {
-                    pointer.push_back(key);
-                    diff_value(left_value, right_value, pointer, patch);
-                    pointer.pop_back();
-                }
-            }
-            None => {
-                pointer.push_back(key);
-                patch.0.push(PatchOperation::Add(AddOperation {
-                    path: pointer.clone(),
-                    value: right_value.clone(),
-                }));
-                pointer.pop_back();
-            }
-        }
-    }
-    if found == left.len() {
-        return;
-    }
-    for key in left.keys().filter(|key| !right.contains_key(*key)) {
-        pointer.push_back(key);
-        patch.0.push(PatchOperation::Remove(RemoveOperation {
-            path: pointer.clone(),
-        }));
-        pointer.pop_back();
-    }
-}
-
-fn diff_array(left: &[Value], right: &[Value], pointer: &mut PointerBuf, patch: &mut Patch) {
-    let mut shift = 0usize;
-    for index in 0..left.len().max(right.len()) {
-        match (left.get(index), right.get(index)) {
-            (Some(l), Some(r)) => {
-                if !same(l, r) {
-                    pointer.push_back(index - shift);
-                    diff_value(l, r, pointer, patch);
-                    pointer.pop_back();
-                }
-            }
-            (Some(_), None) => {
-                pointer.push_back(index - shift);
-                patch.0.push(PatchOperation::Remove(RemoveOperation {
-                    path: pointer.clone(),
-                }));
-                pointer.pop_back();
-                shift += 1;
-            }
-            (None, Some(r)) => {
-                pointer.push_back(index - shift);
-                patch.0.push(PatchOperation::Add(AddOperation {
-                    path: pointer.clone(),
-                    value: r.clone(),
-                }));
-                pointer.pop_back();
-            }
-            (None, None) => unreachable!("index below the longer length"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    fn write(path: &[Step], value: Value) -> Write<'static> {
+        Write {
+            path: Cow::Owned(path.to_vec()),
+            value: Cow::Owned(value),
+        }
+    }
+
+    fn built(view: &Value, writes: &[Write]) -> Value {
+        serde_json::to_value(build(view, writes).expect("writable")).unwrap()
+    }
+
     #[test]
-    fn set_creates_missing_parents_and_diff_adds_them_whole() {
-        let received =
-            json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c"}]}});
-        let mut admitted = received.clone();
-        assert!(set(
-            &mut admitted,
-            &path!["spec", "containers", 0, "lifecycle", "preStop"],
-            json!({"sleep": {"seconds": 10}})
-        ));
-        assert!(set(
-            &mut admitted,
-            &path!["metadata", "annotations", "rollguard.io/mutated"],
-            json!("prestop-sleep")
-        ));
-        let patch = serde_json::to_value(diff(&received, &admitted)).unwrap();
+    fn missing_parents_are_added_whole_and_later_writes_join_them() {
+        let view = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}});
+        let patch = built(
+            &view,
+            &[
+                write(
+                    &path!["spec", "strategy", "rollingUpdate", "maxSurge"],
+                    json!(0),
+                ),
+                write(
+                    &path!["spec", "strategy", "rollingUpdate", "maxUnavailable"],
+                    json!(1),
+                ),
+                write(
+                    &path!["metadata", "annotations", "rollguard.io/mutated"],
+                    json!("x"),
+                ),
+                write(&path!["spec", "replicas"], json!(3)),
+                write(&path!["spec", "replicas"], json!(4)),
+            ],
+        );
         assert_eq!(
             patch,
             json!([
-                {"op": "add", "path": "/metadata/annotations", "value": {"rollguard.io/mutated": "prestop-sleep"}},
-                {"op": "add", "path": "/spec/containers/0/lifecycle", "value": {"preStop": {"sleep": {"seconds": 10}}}},
+                {"op": "add", "path": "/spec/strategy", "value": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}},
+                {"op": "add", "path": "/metadata/annotations", "value": {"rollguard.io/mutated": "x"}},
+                {"op": "replace", "path": "/spec/replicas", "value": 4},
             ])
         );
     }
 
     #[test]
-    fn slash_and_tilde_in_keys_are_escaped() {
-        let received = json!({"metadata": {"annotations": {"a": "b"}}});
-        let mut admitted = received.clone();
-        set(
-            &mut admitted,
+    fn slash_and_tilde_in_keys_are_escaped_and_the_patch_applies() {
+        let view = json!({"metadata": {"annotations": {"a": "b"}}});
+        let writes = [write(
             &path!["metadata", "annotations", "rollguard.io/x~y"],
             json!("v"),
+        )];
+        let patch = build(&view, &writes).unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap()[0]["path"],
+            "/metadata/annotations/rollguard.io~1x~0y"
         );
-        let patch = serde_json::to_value(diff(&received, &admitted)).unwrap();
-        assert_eq!(patch[0]["path"], "/metadata/annotations/rollguard.io~1x~0y");
-        let mut applied = received.clone();
-        json_patch::patch(&mut applied, &diff(&received, &admitted)).unwrap();
-        assert_eq!(applied, admitted);
+        let mut applied = view.clone();
+        json_patch::patch(&mut applied, &patch).unwrap();
+        assert_eq!(applied["metadata"]["annotations"]["rollguard.io/x~y"], "v");
     }
 
     #[test]
-    fn set_refuses_paths_through_scalars_or_missing_elements() {
-        let mut doc = json!({"spec": "text", "list": []});
-        assert!(!set(&mut doc, &path!["spec", "x"], json!(1)));
-        assert!(!set(&mut doc, &path!["list", 0, "x"], json!(1)));
-        assert!(!set(&mut doc, &path!["list", 0], json!(1)));
-        assert_eq!(doc, json!({"spec": "text", "list": []}));
+    fn a_null_parent_is_added_and_an_unchanged_value_is_left_out() {
+        let view = json!({"spec": {"lifecycle": null, "grace": 30}});
+        let patch = built(
+            &view,
+            &[
+                write(&path!["spec", "lifecycle", "preStop"], json!({"sleep": 1})),
+                write(&path!["spec", "grace"], json!(30)),
+            ],
+        );
+        assert_eq!(
+            patch,
+            json!([{"op": "add", "path": "/spec/lifecycle", "value": {"preStop": {"sleep": 1}}}])
+        );
+    }
+
+    #[test]
+    fn paths_through_scalars_or_missing_elements_are_refused() {
+        let view = json!({"spec": "text", "list": []});
+        assert!(build(&view, &[write(&path!["spec", "x"], json!(1))]).is_err());
+        assert!(build(&view, &[write(&path!["list", 0, "x"], json!(1))]).is_err());
     }
 
     #[test]

@@ -1,7 +1,6 @@
-//! Typed, read-only views of the objects rollguard handles: rollguard's own
-//! structs for the pod spec (only the fields the rules read, each with its
-//! k8s-openapi type), k8s-openapi types for the rest; writing goes into the
-//! raw JSON.
+//! The one typed view of the objects rollguard handles ([`ObjectView`]: the
+//! fields the rules read, each with its k8s-openapi type), and the workload
+//! the rules see in it, with Kubernetes' defaults applied ([`Workload`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,14 +8,16 @@ use std::fmt;
 use k8s_openapi::api::apps::v1::{DeploymentStrategy, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Deserialize;
+use std::marker::PhantomData;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
 use crate::k8s_semantics as k8s;
 use crate::patch::Step;
 use crate::path;
-use crate::pruned::Keep;
 
 /// The kinds rollguard applies rules to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +89,48 @@ pub struct ReadError {
     pub reason: String,
 }
 
+/// Where reading an [`ObjectView`] failed, before the kind is known: the
+/// field (`spec.replicas`; empty for the object itself) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewError {
+    pub field: String,
+    pub reason: String,
+    /// The text is not JSON as a full parser reads it (nesting past its
+    /// depth limit, a lone surrogate escape), rather than a field of the
+    /// wrong type.
+    pub not_json: bool,
+}
+
+impl ViewError {
+    pub fn of(self, kind: WorkloadKind) -> ReadError {
+        ReadError {
+            kind,
+            field: self.field,
+            reason: self.reason,
+        }
+    }
+
+    fn from_path(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let field = error.path().to_string();
+        let error = error.into_inner();
+        ViewError {
+            field: if field == "." { String::new() } else { field },
+            not_json: !error.is_data(),
+            reason: without_position(error),
+        }
+    }
+}
+
+/// serde_json's message without its ` at line L column C`: the same error
+/// reads the same whether the object came from bytes or from a parsed value.
+pub fn without_position(error: serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) if error.line() > 0 => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 /// Rollout settings of a Deployment, with Kubernetes' defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
@@ -126,26 +169,123 @@ pub struct StatefulRollout {
     pub max_unavailable_written: Option<IntOrString>,
 }
 
-/// The fields of a pod spec the rules read, with k8s-openapi's types for each
-/// field. Every other field (env, resources, volumes, security contexts: most
-/// of an object) is skipped without being read into memory: deserialising the
-/// whole `k8s_openapi` `PodSpec` was a tenth of a review.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// The object as the rules read it: every field any rule reads or writes,
+/// each with its k8s-openapi type, and nothing else. It is deserialised
+/// straight from a review's bytes (or from a parsed document, for `check`):
+/// serde skips every member it does not name without building it, so this
+/// struct is the one list of what rollguard reads. The engine writes only
+/// below fields named here ([`crate::patch`] learns from this view which of
+/// them exist), so fields it does not know are untouched by construction.
+///
+/// One view serves every kind: a Pod's pod spec is `spec`, a workload's is
+/// `spec.template.spec`; each kind's reader takes the fields it has.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectView {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_object"
+    )]
+    pub metadata: Option<Metadata>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_object"
+    )]
+    pub spec: Option<Spec>,
+}
+
+/// `metadata`: of the object, or of a pod template (which reads annotations only).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_references: Option<Vec<OwnerReference>>,
+}
+
+/// `spec` of any handled kind: a Pod's pod spec fields, and the rollout
+/// fields of Deployments, StatefulSets and DaemonSets.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    /// A Pod's containers.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "containers_up_to_limit"
+    )]
+    pub containers: Option<Vec<Container>>,
+    /// A Pod's grace period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Deployments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<DeploymentStrategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<i32>,
+    /// Deployments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<i32>,
+    /// StatefulSets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_management_policy: Option<String>,
+    /// StatefulSets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<StatefulSetUpdateStrategy>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_object"
+    )]
+    pub template: Option<Template>,
+}
+
+/// `spec.template` of a workload.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_object"
+    )]
+    pub metadata: Option<Metadata>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_object"
+    )]
+    pub spec: Option<PodSpec>,
+}
+
+/// The fields of a pod spec the rules read. Every other field (env,
+/// resources, volumes, security contexts: most of an object) is skipped
+/// without being read into memory.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     /// Missing or null reads as empty, as k8s-openapi reads it: the API
     /// server calls mutating webhooks before validating, so an object without
     /// containers reaches rollguard and must get the API server's own error.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// Past [`MAX_CONTAINERS_REVIEWED`], one empty container stands for all
+    /// the rest, which are not read into memory.
+    #[serde(default, deserialize_with = "containers_or_empty")]
     pub containers: Vec<Container>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
 }
 
-/// What of an object the engine reads or writes; the webhook parses the
-/// object of a review keeping only this ([`crate::pruned`]). Keep it in step
-/// with [`Workload::read`], [`PodSpec`] and [`Container`]: a field read there
-/// but not kept here would read as absent (tests/pruned.rs compares every
-/// answer with one computed on the whole object).
 /// Most containers in one pod spec that rollguard reviews. Memory for rules
 /// and patch grows with every container (~10 KiB each); the webhook's own
 /// memory limit must hold for any object the API server can send, and no
@@ -153,94 +293,36 @@ pub struct PodSpec {
 /// a warning; the containers past it are not even read into memory.
 pub const MAX_CONTAINERS_REVIEWED: usize = 1000;
 
-pub static OBJECT_SHAPE: Keep = Keep::Members(
-    &[
-        ("apiVersion", &Keep::All),
-        ("kind", &Keep::All),
-        ("metadata", &METADATA_SHAPE),
-        (
-            "spec",
-            &Keep::Members(
-                &[
-                    (
-                        "containers",
-                        &Keep::EachUpTo(MAX_CONTAINERS_REVIEWED, &CONTAINER_SHAPE),
-                    ),
-                    ("terminationGracePeriodSeconds", &Keep::All),
-                    ("replicas", &Keep::All),
-                    ("strategy", &Keep::All),
-                    ("minReadySeconds", &Keep::All),
-                    ("progressDeadlineSeconds", &Keep::All),
-                    ("podManagementPolicy", &Keep::All),
-                    ("updateStrategy", &Keep::All),
-                    (
-                        "template",
-                        &Keep::Members(
-                            &[
-                                (
-                                    "metadata",
-                                    &Keep::Members(&[("annotations", &Keep::All)], &Keep::Skip),
-                                ),
-                                ("spec", &POD_SPEC_SHAPE),
-                            ],
-                            &Keep::Skip,
-                        ),
-                    ),
-                ],
-                &Keep::Skip,
-            ),
-        ),
-    ],
-    &Keep::Skip,
-);
-
-static METADATA_SHAPE: Keep = Keep::Members(
-    &[
-        ("name", &Keep::All),
-        ("generateName", &Keep::All),
-        ("namespace", &Keep::All),
-        ("annotations", &Keep::All),
-        ("ownerReferences", &Keep::All),
-    ],
-    &Keep::Skip,
-);
-
-static POD_SPEC_SHAPE: Keep = Keep::Members(
-    &[
-        (
-            "containers",
-            &Keep::EachUpTo(MAX_CONTAINERS_REVIEWED, &CONTAINER_SHAPE),
-        ),
-        ("terminationGracePeriodSeconds", &Keep::All),
-    ],
-    &Keep::Skip,
-);
-
-static CONTAINER_SHAPE: Keep = Keep::Members(
-    &[
-        ("name", &Keep::All),
-        ("image", &Keep::All),
-        ("lifecycle", &Keep::All),
-        ("ports", &Keep::All),
-        ("readinessProbe", &Keep::All),
-        ("livenessProbe", &Keep::All),
-    ],
-    &Keep::Skip,
-);
-
 /// The fields of a container the rules read.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// Missing or null reads as empty, as k8s-openapi reads it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// Matched by the skip list and the known sidecar images.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    pub lifecycle: Option<Lifecycle>,
+    // Boxed, as most containers have none of these: a container then takes
+    // ~100 bytes instead of ~1.2 KiB, and a pod spec of a thousand of them
+    // is copied a few times in a review.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Box<Lifecycle>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<ContainerPort>>,
-    pub readiness_probe: Option<Probe>,
-    pub liveness_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Box<Probe>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Box<Probe>>,
+}
+
+/// The fields of an owner reference the rules read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
 }
 
 /// A field whose `null` means its default, as k8s-openapi reads required
@@ -252,6 +334,154 @@ where
 {
     Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
+
+/// A nested object of the view: a JSON object or null, never an array
+/// (serde's derived structs would also read `[a, b]` as a struct's fields in
+/// order, which no Kubernetes reader does).
+pub(crate) fn json_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOrNull<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(ObjectOrNull(PhantomData))
+}
+
+/// A pod spec's containers (null: none), the first
+/// [`MAX_CONTAINERS_REVIEWED`] read; past them one empty container stands for
+/// all the rest, which are checked but not built.
+fn containers_up_to_limit<'de, D>(deserializer: D) -> Result<Option<Vec<Container>>, D::Error>
+where
+    D: de::Deserializer<'de>,
+{
+    struct UpToLimit;
+
+    impl<'de> Visitor<'de> for UpToLimit {
+        type Value = Option<Vec<Container>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of containers")
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut containers = Vec::new();
+            while containers.len() < MAX_CONTAINERS_REVIEWED {
+                match seq.next_element::<Container>()? {
+                    Some(container) => containers.push(container),
+                    None => return Ok(Some(containers)),
+                }
+            }
+            if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                containers.push(Container::default());
+            }
+            Ok(Some(containers))
+        }
+    }
+
+    deserializer.deserialize_option(UpToLimit)
+}
+
+fn containers_or_empty<'de, D>(deserializer: D) -> Result<Vec<Container>, D::Error>
+where
+    D: de::Deserializer<'de>,
+{
+    containers_up_to_limit(deserializer).map(Option::unwrap_or_default)
+}
+
+impl ObjectView {
+    /// Reads the view from a parsed document, naming the field that cannot
+    /// be read.
+    pub fn from_value(value: &Value) -> Result<ObjectView, ViewError> {
+        match ObjectView::deserialize(value) {
+            Ok(view) => Ok(view),
+            // Again, tracking the path, only to say where it failed.
+            Err(_) => match serde_path_to_error::deserialize(value) {
+                Ok(view) => Ok(view),
+                Err(error) => Err(ViewError::from_path(error)),
+            },
+        }
+    }
+
+    /// Reads the view from JSON text (the object of a review), naming the
+    /// field that cannot be read. A member written twice keeps its last
+    /// value, as the API server's decoder and a parsed document keep it.
+    pub fn from_json(text: &str) -> Result<ObjectView, ViewError> {
+        let first = crate::strict_json::from_str::<ObjectView>(text);
+        match first {
+            Ok(view) => Ok(view),
+            // Derived structs refuse a member written twice; a parsed
+            // document keeps the last, as the API server does. Parsing the
+            // whole object costs its size times a small factor, so only
+            // objects of a bounded size get the second reading.
+            Err(_) if text.len() <= REREAD_LIMIT_BYTES => match serde_json::from_str::<Value>(text)
+            {
+                Ok(value) => ObjectView::from_value(&value),
+                Err(error) => Err(ViewError {
+                    field: String::new(),
+                    not_json: true,
+                    reason: without_position(error),
+                }),
+            },
+            Err(_) => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                let strict = crate::strict_json::Strict(&mut deserializer);
+                match serde_path_to_error::deserialize::<_, ObjectView>(strict) {
+                    Ok(view) => Ok(view),
+                    Err(error) => Err(ViewError::from_path(error)),
+                }
+            }
+        }
+    }
+
+    /// The view as JSON: the fields it read, nothing else. The engine works
+    /// out from it which parents of a write exist, and judges the object it
+    /// would admit by applying its patch to it.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Objects up to this size that a derived reader refuses are read once more
+/// through a parsed document (members written twice keep their last value).
+pub const REREAD_LIMIT_BYTES: usize = 256 * 1024;
 
 /// A typed view of one object.
 #[derive(Debug, Clone)]
@@ -277,67 +507,64 @@ impl Workload {
     pub fn is_node_agent(&self) -> bool {
         self.kind == WorkloadKind::DaemonSet || self.owner_kind.as_deref() == Some("DaemonSet")
     }
-}
 
-/// The fields of an owner reference the rules read.
-#[derive(Debug, Clone, Default, Deserialize)]
-struct OwnerReference {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    controller: Option<bool>,
-}
+    /// Whether the pod spec has more containers than rollguard reviews.
+    pub fn has_too_many_containers(&self) -> bool {
+        self.pod_spec.containers.len() > MAX_CONTAINERS_REVIEWED
+    }
 
-impl Workload {
+    /// Reads a parsed document as `kind`.
     pub fn read(kind: WorkloadKind, object: &Value) -> Result<Workload, ReadError> {
-        let field = |path: &[Step]| crate::patch::get(object, path);
-        let annotations = decode(
-            kind,
-            "metadata.annotations",
-            field(&path!["metadata", "annotations"]),
-        )?
-        .unwrap_or_default();
-        let template_annotations = match kind.template_annotations_path() {
-            Some(path) => decode(kind, "spec.template.metadata.annotations", field(&path))?
-                .unwrap_or_default(),
-            None => BTreeMap::new(),
-        };
-        let pod_spec_name = match kind {
-            WorkloadKind::Pod => "spec",
-            _ => "spec.template.spec",
-        };
-        let pod_spec: PodSpec = decode(kind, pod_spec_name, field(&kind.pod_spec_path()))?
-            .ok_or_else(|| ReadError {
-                kind,
-                field: pod_spec_name.to_string(),
-                reason: "missing".to_string(),
-            })?;
-        let min_ready_seconds = match kind {
-            WorkloadKind::Pod => 0,
-            _ => decode(
-                kind,
-                "spec.minReadySeconds",
-                field(&path!["spec", "minReadySeconds"]),
-            )?
-            .unwrap_or(0),
-        };
-        let rollout = match kind {
-            WorkloadKind::Deployment => Some(read_rollout(object)?),
-            _ => None,
-        };
-        let owners: Option<Vec<OwnerReference>> = decode(
-            kind,
-            "metadata.ownerReferences",
-            field(&path!["metadata", "ownerReferences"]),
-        )?;
-        let owner_kind = owners
-            .into_iter()
+        let view = ObjectView::from_value(object).map_err(|e| e.of(kind))?;
+        Workload::from_view(kind, &view)
+    }
+
+    /// Reads the view as `kind`, with Kubernetes' defaults applied.
+    pub fn from_view(kind: WorkloadKind, view: &ObjectView) -> Result<Workload, ReadError> {
+        Workload::from_owned_view(kind, view.clone())
+    }
+
+    /// [`Workload::from_view`] on a view given away: its containers and
+    /// annotations move into the workload instead of being copied.
+    pub fn from_owned_view(kind: WorkloadKind, view: ObjectView) -> Result<Workload, ReadError> {
+        let ObjectView { metadata, spec } = view;
+        let has_spec = spec.is_some();
+        let mut metadata = metadata.unwrap_or_default();
+        let mut spec = spec.unwrap_or_default();
+        let annotations = metadata.annotations.take().unwrap_or_default();
+        let owner_kind = metadata
+            .owner_references
+            .iter()
             .flatten()
             .find(|o| o.controller == Some(true))
-            .map(|o| o.kind);
-        let stateful_set = match kind {
-            WorkloadKind::StatefulSet => Some(read_stateful_set(object)?),
-            _ => None,
+            .map(|o| o.kind.clone());
+        let (pod_spec, template_annotations, min_ready_seconds) = match kind {
+            WorkloadKind::Pod => {
+                if !has_spec {
+                    return Err(missing(kind, "spec"));
+                }
+                let containers = spec.containers.take().unwrap_or_default();
+                let pod_spec = PodSpec {
+                    containers,
+                    termination_grace_period_seconds: spec.termination_grace_period_seconds,
+                };
+                (pod_spec, BTreeMap::new(), 0)
+            }
+            _ => {
+                let template = spec.template.take().unwrap_or_default();
+                let pod_spec = template
+                    .spec
+                    .ok_or_else(|| missing(kind, "spec.template.spec"))?;
+                let template_annotations = template
+                    .metadata
+                    .and_then(|m| m.annotations)
+                    .unwrap_or_default();
+                (
+                    pod_spec,
+                    template_annotations,
+                    spec.min_ready_seconds.unwrap_or(0),
+                )
+            }
         };
         Ok(Workload {
             owner_kind,
@@ -345,29 +572,33 @@ impl Workload {
             annotations,
             template_annotations,
             pod_spec,
-            rollout,
-            stateful_set,
+            rollout: match kind {
+                WorkloadKind::Deployment => Some(read_rollout(&spec)?),
+                _ => None,
+            },
+            stateful_set: match kind {
+                WorkloadKind::StatefulSet => Some(read_stateful_set(&spec)?),
+                _ => None,
+            },
             min_ready_seconds,
         })
     }
 }
 
-fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
-    let kind = WorkloadKind::Deployment;
-    let spec = object.get("spec");
-    let replicas: Option<i32> =
-        decode(kind, "spec.replicas", spec.and_then(|s| s.get("replicas")))?;
-    let strategy: Option<DeploymentStrategy> =
-        decode(kind, "spec.strategy", spec.and_then(|s| s.get("strategy")))?;
-    let deadline: Option<i32> = decode(
+fn missing(kind: WorkloadKind, field: &str) -> ReadError {
+    ReadError {
         kind,
-        "spec.progressDeadlineSeconds",
-        spec.and_then(|s| s.get("progressDeadlineSeconds")),
-    )?;
-    let strategy = strategy.unwrap_or_default();
+        field: field.to_string(),
+        reason: "missing".to_string(),
+    }
+}
+
+fn read_rollout(spec: &Spec) -> Result<Rollout, ReadError> {
+    let kind = WorkloadKind::Deployment;
+    let strategy = spec.strategy.clone().unwrap_or_default();
     let rolling = strategy.rolling_update.unwrap_or_default();
     let rollout = Rollout {
-        replicas: replicas.unwrap_or(k8s::DEFAULT_REPLICAS),
+        replicas: spec.replicas.unwrap_or(k8s::DEFAULT_REPLICAS),
         strategy_type: strategy
             .type_
             .unwrap_or_else(|| "RollingUpdate".to_string()),
@@ -377,7 +608,9 @@ fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
         max_unavailable: rolling
             .max_unavailable
             .unwrap_or_else(|| IntOrString::String(k8s::DEFAULT_MAX_UNAVAILABLE.to_string())),
-        progress_deadline_seconds: deadline.unwrap_or(k8s::DEFAULT_PROGRESS_DEADLINE_SECONDS),
+        progress_deadline_seconds: spec
+            .progress_deadline_seconds
+            .unwrap_or(k8s::DEFAULT_PROGRESS_DEADLINE_SECONDS),
     };
     if rollout.is_rolling_update() {
         rollout.fenceposts().map_err(|reason| ReadError {
@@ -389,23 +622,10 @@ fn read_rollout(object: &Value) -> Result<Rollout, ReadError> {
     Ok(rollout)
 }
 
-fn read_stateful_set(object: &Value) -> Result<StatefulRollout, ReadError> {
+fn read_stateful_set(spec: &Spec) -> Result<StatefulRollout, ReadError> {
     let kind = WorkloadKind::StatefulSet;
-    let spec = object.get("spec");
-    let replicas: Option<i32> =
-        decode(kind, "spec.replicas", spec.and_then(|s| s.get("replicas")))?;
-    let replicas = replicas.unwrap_or(k8s::DEFAULT_REPLICAS);
-    let policy: Option<String> = decode(
-        kind,
-        "spec.podManagementPolicy",
-        spec.and_then(|s| s.get("podManagementPolicy")),
-    )?;
-    let strategy: Option<StatefulSetUpdateStrategy> = decode(
-        kind,
-        "spec.updateStrategy",
-        spec.and_then(|s| s.get("updateStrategy")),
-    )?;
-    let strategy = strategy.unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(k8s::DEFAULT_REPLICAS);
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
     let rolling = strategy.rolling_update.unwrap_or_default();
     let max_unavailable = match &rolling.max_unavailable {
         None => 1,
@@ -419,26 +639,10 @@ fn read_stateful_set(object: &Value) -> Result<StatefulRollout, ReadError> {
     };
     Ok(StatefulRollout {
         replicas,
-        ordered: policy.as_deref() != Some("Parallel"),
+        ordered: spec.pod_management_policy.as_deref() != Some("Parallel"),
         on_delete: strategy.type_.as_deref() == Some("OnDelete"),
         max_unavailable,
         partition: rolling.partition.unwrap_or(0).max(0),
         max_unavailable_written: rolling.max_unavailable,
     })
-}
-
-/// Decodes an optional field; `null` counts as absent.
-fn decode<'a, T: Deserialize<'a>>(
-    kind: WorkloadKind,
-    field: &str,
-    value: Option<&'a Value>,
-) -> Result<Option<T>, ReadError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => T::deserialize(value).map(Some).map_err(|err| ReadError {
-            kind,
-            field: field.to_string(),
-            reason: err.to_string(),
-        }),
-    }
 }

@@ -48,6 +48,30 @@ fn pod() -> Value {
     })
 }
 
+/// Sets `value` at `path`, creating missing (or null) parent objects.
+fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        *doc = value;
+        return true;
+    };
+    let child = match first {
+        Step::Key(key) => {
+            if doc.is_null() {
+                *doc = Value::Object(serde_json::Map::new());
+            }
+            match doc.as_object_mut() {
+                Some(object) => object.entry(key.as_ref()).or_insert(Value::Null),
+                None => return false,
+            }
+        }
+        Step::Index(index) => match doc.as_array_mut().and_then(|a| a.get_mut(*index)) {
+            Some(child) => child,
+            None => return false,
+        },
+    };
+    set(child, rest, value)
+}
+
 /// Sets a field by JSON pointer (`~1` for `/` in keys); `null` removes it.
 fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
     for (pointer, value) in changes {
@@ -73,11 +97,11 @@ fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
             {
                 let mut map = map;
                 map.remove(key.as_ref());
-                assert!(patch::set(&mut object, parent, Value::Object(map)));
+                assert!(set(&mut object, parent, Value::Object(map)));
             }
         } else {
             assert!(
-                patch::set(&mut object, &steps, value.clone()),
+                set(&mut object, &steps, value.clone()),
                 "cannot set {pointer}"
             );
         }

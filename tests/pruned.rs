@@ -1,5 +1,6 @@
-//! The webhook reads only the fields the rules use (`rollguard::pruned`,
-//! `workload::OBJECT_SHAPE`). Reading the whole object must give the same
+//! The webhook reads only the fields the rules use, straight from the bytes
+//! (the typed view, `workload::ObjectView`). Reading the whole review into a
+//! document first must give the same
 //! answer, byte for byte, for every captured review and every example
 //! manifest, on every route, in enforce and in audit mode. (tests/fuzz.rs
 //! checks the same on thousands of mutated reviews.)
@@ -198,10 +199,18 @@ fn the_rules_pod_spec_reads_what_k8s_openapi_reads() {
         assert_eq!(ours.containers.len(), full.containers.len(), "{name}");
         for (ours, full) in ours.containers.iter().zip(&full.containers) {
             assert_eq!(ours.name, full.name, "{name}");
-            assert_eq!(ours.lifecycle, full.lifecycle, "{name}");
+            assert_eq!(ours.lifecycle.as_deref(), full.lifecycle.as_ref(), "{name}");
             assert_eq!(ours.ports, full.ports, "{name}");
-            assert_eq!(ours.readiness_probe, full.readiness_probe, "{name}");
-            assert_eq!(ours.liveness_probe, full.liveness_probe, "{name}");
+            assert_eq!(
+                ours.readiness_probe.as_deref(),
+                full.readiness_probe.as_ref(),
+                "{name}"
+            );
+            assert_eq!(
+                ours.liveness_probe.as_deref(),
+                full.liveness_probe.as_ref(),
+                "{name}"
+            );
         }
     }
 }

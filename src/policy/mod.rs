@@ -1,6 +1,6 @@
 //! The policy engine: a pure function from an object and the settings to a
 //! verdict (mutations, the patch, violations). No I/O, no clock, no globals:
-//! the webhook ([`evaluate_owned`], on the object it decoded), `rollguard
+//! the webhook ([`evaluate_view`], on the view it read from the review), `rollguard
 //! check` and the tests ([`evaluate`]) run the same code.
 
 mod findings;
@@ -10,6 +10,8 @@ pub mod readiness;
 pub mod serving;
 pub mod strategy;
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use thiserror::Error;
 
@@ -17,7 +19,7 @@ use crate::annotations::{self, Declared, ObjectMode, Problem};
 use crate::patch::{self, Step};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
-use crate::workload::{ReadError, Workload, WorkloadKind};
+use crate::workload::{ObjectView, ReadError, Workload, WorkloadKind, MAX_CONTAINERS_REVIEWED};
 
 pub use findings::{short as short_warning, short_field, Finding, Violation, MAX_WARNING_CHARS};
 
@@ -138,8 +140,9 @@ pub struct Verdict {
     pub mutations: Vec<Mutation>,
     /// The JSON Patch to return; empty unless enforce mode changed something.
     pub patch: json_patch::Patch,
-    /// The object as rollguard admits it (with the patch applied); in the
-    /// webhook, only the fields the rules read (`workload::OBJECT_SHAPE`).
+    /// The object as rollguard admits it (the document with the patch
+    /// applied) from [`evaluate`]; null from [`evaluate_view`], which has no
+    /// whole document.
     pub admitted: Value,
     /// Violations; empty for the mutate stage.
     pub violations: Vec<Violation>,
@@ -178,6 +181,10 @@ pub enum EngineError {
     Unreadable(#[from] ReadError),
     #[error("cannot write {field} into the object: a parent field is not an object")]
     Unwritable { field: String },
+    /// More containers than rollguard reviews ([`MAX_CONTAINERS_REVIEWED`]):
+    /// the object is left alone.
+    #[error("rollguard did not review this {kind}: more than the {MAX_CONTAINERS_REVIEWED} containers it reviews")]
+    TooManyContainers { kind: WorkloadKind },
 }
 
 /// What the rules read besides the object: settings and declarations.
@@ -223,28 +230,37 @@ impl Context<'_> {
     }
 }
 
-/// Evaluates one object lent by the caller (it is copied once).
+/// Evaluates one parsed document, as `rollguard check` and the tests do:
+/// [`Verdict::admitted`] is the document with the patch applied.
 pub fn evaluate(request: &EvalRequest<'_>, settings: &Settings) -> Result<Verdict, EngineError> {
-    evaluate_owned(
-        request.kind,
-        request.object.clone(),
-        request.stage,
-        request.mode,
-        settings,
-    )
+    let view = ObjectView::from_value(request.object).map_err(|e| e.of(request.kind))?;
+    let mut verdict = evaluate_view(request.kind, &view, request.stage, request.mode, settings)?;
+    let mut admitted = request.object.clone();
+    if !verdict.patch.0.is_empty() {
+        json_patch::patch(&mut admitted, &verdict.patch).map_err(|err| {
+            EngineError::Unwritable {
+                field: err.to_string(),
+            }
+        })?;
+    }
+    verdict.admitted = admitted;
+    Ok(verdict)
 }
 
-/// [`evaluate`] on an object the caller gives away, as the webhook does with
-/// the object it decoded: enforce mode writes the mutations into it in place
-/// and returns it as [`Verdict::admitted`], without a second copy.
-pub fn evaluate_owned(
+/// Evaluates the typed view of an object, as the webhook does with the view
+/// it read from the review's bytes. [`Verdict::admitted`] is left null: the
+/// webhook has no whole document, only the patch to send.
+pub fn evaluate_view(
     kind: WorkloadKind,
-    object: Value,
+    view: &ObjectView,
     stage: Stage,
     mode: Mode,
     settings: &Settings,
 ) -> Result<Verdict, EngineError> {
-    let received = Workload::read(kind, &object)?;
+    let received = Workload::from_view(kind, view)?;
+    if received.has_too_many_containers() {
+        return Err(EngineError::TooManyContainers { kind });
+    }
     let declared_settings =
         annotations::effective(&received.annotations, &received.template_annotations);
     let (declared, problems) = annotations::parse(&declared_settings);
@@ -258,9 +274,9 @@ pub fn evaluate_owned(
         violations: Vec::new(),
     };
     if mode == EffectiveMode::Off {
-        verdict.admitted = object;
         if requested == Mode::Enforce && stage != Stage::Validate {
-            verdict.patch = mode_off_reaches_pods(&received, kind, &mut verdict.admitted)?;
+            let writes = copy_to_template(&received, kind, &[annotations::MODE]);
+            verdict.patch = build_patch(kind, view, &writes)?.0;
         }
         return Ok(verdict);
     }
@@ -274,88 +290,109 @@ pub fn evaluate_owned(
     // Validating an enforced object judges it as it will be stored.
     if stage == Stage::Validate && enforced {
         verdict.violations = judge(&received, &ctx, &problems);
-        verdict.admitted = object;
         return Ok(verdict);
     }
-    // Everything else judges what enforce mode would store. Enforce mode
-    // stores it, so the mutations go into the received object in place;
-    // audit mode admits the object unchanged, so they go into a copy.
-    let (mut would_admit, unchanged) = if enforced {
-        (object, None)
-    } else {
-        (object.clone(), Some(object))
-    };
-    let mut writes = patch::Writes::new();
+    // Everything else judges what enforce mode would store: the object with
+    // the patch applied. Enforce mode sends that patch; audit mode admits
+    // the object unchanged.
     // Invalid annotations stop every change to the object.
     let mutations = if problems.is_empty() {
-        let mutations = plan_mutations(&received, &ctx);
-        apply(&mut would_admit, &mutations, &received, &ctx, &mut writes)?;
-        mutations
+        plan_mutations(&received, &ctx)
     } else {
         Vec::new()
     };
+    let writes = if problems.is_empty() {
+        writes_of(&mutations, &received, &ctx)
+    } else {
+        Vec::new()
+    };
+    let (patch, would_admit) = build_patch(kind, view, &writes)?;
+    drop(writes);
     if stage != Stage::Mutate {
-        let judged = Workload::read(kind, &would_admit)?;
+        let judged = reread(kind, would_admit, received)?;
         verdict.violations = judge(&judged, &ctx, &problems);
     } else if enforced {
-        verdict.violations =
-            judge_refused_by_api_server(kind, &received, &would_admit, &mutations, &ctx)?;
+        let judged = reread(kind, would_admit, received)?;
+        verdict.violations = judge_refused_by_api_server(&judged, &ctx);
     }
     if stage != Stage::Validate {
         verdict.mutations = mutations;
     }
-    verdict.admitted = match unchanged {
-        Some(object) => object,
-        None => {
-            verdict.patch = writes.patch(&would_admit);
-            would_admit
-        }
-    };
+    if enforced {
+        verdict.patch = patch;
+    }
     Ok(verdict)
+}
+
+/// The patch of `writes` against the view, and the view with it applied
+/// (`None` when nothing changes): what the rules judge as admitted.
+fn build_patch(
+    kind: WorkloadKind,
+    view: &ObjectView,
+    writes: &[patch::Write<'_>],
+) -> Result<(json_patch::Patch, Option<ObjectView>), EngineError> {
+    if writes.is_empty() {
+        return Ok((json_patch::Patch::default(), None));
+    }
+    let mut json = view.to_json();
+    let patch = patch::build(&json, writes)
+        .map_err(|err| EngineError::Unwritable { field: err.pointer })?;
+    if patch.0.is_empty() {
+        return Ok((patch, None));
+    }
+    // The patch must apply to the view it was built from: the API server
+    // refuses one that does not apply to the object.
+    json_patch::patch(&mut json, &patch).map_err(|err| EngineError::Unwritable {
+        field: err.to_string(),
+    })?;
+    let admitted = ObjectView::from_value(&json).map_err(|e| e.of(kind))?;
+    Ok((patch, Some(admitted)))
+}
+
+/// The workload as it would be admitted: read again from the patched view,
+/// or the received one when nothing changes.
+fn reread(
+    kind: WorkloadKind,
+    would_admit: Option<ObjectView>,
+    received: Workload,
+) -> Result<Workload, EngineError> {
+    match would_admit {
+        Some(view) => {
+            drop(received);
+            Ok(Workload::from_owned_view(kind, view)?)
+        }
+        None => Ok(received),
+    }
 }
 
 /// `rollguard.io/mode: off` written on the workload only would leave its pods
 /// to the Pod webhook, which sees only the template's annotations: the one
 /// change made to an "off" workload is copying that annotation into its pod
 /// template, so its pods are left alone too. Nothing else is touched.
-fn mode_off_reaches_pods(
-    workload: &Workload,
-    kind: WorkloadKind,
-    doc: &mut Value,
-) -> Result<json_patch::Patch, EngineError> {
-    let mut writes = patch::Writes::new();
-    copy_to_template(workload, kind, &[annotations::MODE], &mut writes, doc)?;
-    Ok(writes.patch(doc))
-}
-
+///
 /// Copies the workload's own values of `keys` into its pod template's
 /// annotations where they differ, so its pods reach the same decisions.
 fn copy_to_template(
     workload: &Workload,
     kind: WorkloadKind,
     keys: &[&'static str],
-    writes: &mut patch::Writes,
-    doc: &mut Value,
-) -> Result<(), EngineError> {
+) -> Vec<patch::Write<'static>> {
     let Some(template_path) = kind.template_annotations_path() else {
-        return Ok(());
+        return Vec::new();
     };
-    for key in keys {
-        if let Some(value) = workload.annotations.get(*key) {
-            if workload.template_annotations.get(*key) != Some(value) {
+    keys.iter()
+        .filter_map(|key| {
+            let value = workload.annotations.get(*key)?;
+            (workload.template_annotations.get(*key) != Some(value)).then(|| {
                 let mut path = template_path.clone();
                 path.push(Step::from(*key));
-                write(
-                    writes,
-                    doc,
-                    &path,
-                    Value::String(value.clone()),
-                    "spec.template.metadata.annotations",
-                )?;
-            }
-        }
-    }
-    Ok(())
+                patch::Write {
+                    path: Cow::Owned(path),
+                    value: Cow::Owned(Value::String(value.clone())),
+                }
+            })
+        })
+        .collect()
 }
 
 fn effective_mode(requested: Mode, object: Option<ObjectMode>) -> EffectiveMode {
@@ -385,29 +422,20 @@ fn plan_mutations(workload: &Workload, ctx: &Context<'_>) -> Vec<Mutation> {
     mutations
 }
 
-/// Writes applied mutations into the document, then records them: the
+/// The writes of the applied mutations and their record: the
 /// `rollguard.io/mutated` annotation, and the workload's rollguard settings
 /// copied to its pod template so the pods it creates reach the same decisions.
-fn apply(
-    doc: &mut Value,
-    mutations: &[Mutation],
+/// Metadata first, then the spec, as the patch lists them.
+fn writes_of<'a>(
+    mutations: &'a [Mutation],
     workload: &Workload,
     ctx: &Context<'_>,
-    writes: &mut patch::Writes,
-) -> Result<(), EngineError> {
-    let mut applied: Vec<Rule> = Vec::new();
-    for mutation in mutations.iter().filter(|m| m.action == Action::Apply) {
-        write(
-            writes,
-            doc,
-            &mutation.path,
-            mutation.new.clone(),
-            &mutation.field,
-        )?;
-        if !applied.contains(&mutation.rule) {
-            applied.push(mutation.rule);
-        }
-    }
+) -> Vec<patch::Write<'a>> {
+    let applied: Vec<&Mutation> = mutations
+        .iter()
+        .filter(|m| m.action == Action::Apply)
+        .collect();
+    let mut writes = Vec::new();
     if !applied.is_empty() {
         let mut recorded: Vec<String> = workload
             .annotations
@@ -419,36 +447,27 @@ fn apply(
                     .collect()
             })
             .unwrap_or_default();
-        for rule in applied {
-            if !recorded.iter().any(|r| r == rule.name()) {
-                recorded.push(rule.name().to_string());
+        for mutation in &applied {
+            if !recorded.iter().any(|r| r == mutation.rule.name()) {
+                recorded.push(mutation.rule.name().to_string());
             }
         }
-        write(
-            writes,
-            doc,
-            &crate::path!["metadata", "annotations", annotations::MUTATED],
-            Value::String(recorded.join(",")),
-            "metadata.annotations",
-        )?;
+        let path: Vec<Step> = crate::path!["metadata", "annotations", annotations::MUTATED].into();
+        writes.push(patch::Write {
+            path: Cow::Owned(path),
+            value: Cow::Owned(Value::String(recorded.join(","))),
+        });
     }
-    copy_to_template(workload, ctx.kind, &annotations::SETTINGS_KEYS, writes, doc)
-}
-
-fn write(
-    writes: &mut patch::Writes,
-    doc: &mut Value,
-    path: &[Step],
-    value: Value,
-    field: &str,
-) -> Result<(), EngineError> {
-    if writes.set(doc, path, value) {
-        Ok(())
-    } else {
-        Err(EngineError::Unwritable {
-            field: field.to_string(),
-        })
-    }
+    writes.extend(copy_to_template(
+        workload,
+        ctx.kind,
+        &annotations::SETTINGS_KEYS,
+    ));
+    writes.extend(applied.into_iter().map(|m| patch::Write {
+        path: Cow::Borrowed(m.path.as_slice()),
+        value: Cow::Borrowed(&m.new),
+    }));
+    writes
 }
 
 /// Rules whose violation the API server refuses on its own, between the
@@ -458,28 +477,14 @@ fn write(
 pub const REFUSED_BY_API_SERVER: [Rule; 2] =
     [Rule::MinReadyExceedsDeadline, Rule::PrestopExceedsGrace];
 
-fn judge_refused_by_api_server(
-    kind: WorkloadKind,
-    received: &Workload,
-    would_admit: &Value,
-    mutations: &[Mutation],
-    ctx: &Context<'_>,
-) -> Result<Vec<Violation>, EngineError> {
-    // Re-read only when something was written: most objects are judged as received.
-    let rewritten;
-    let judged = if mutations.iter().any(|m| m.action == Action::Apply) {
-        rewritten = Workload::read(kind, would_admit)?;
-        &rewritten
-    } else {
-        received
-    };
+fn judge_refused_by_api_server(judged: &Workload, ctx: &Context<'_>) -> Vec<Violation> {
     // Only the checks of these rules: the others wait for the validating webhook.
     let mut found = prestop::check(&judged.pod_spec, ctx);
     found.extend(strategy::check_min_ready(judged));
     debug_assert!(found
         .iter()
         .all(|f| REFUSED_BY_API_SERVER.contains(&f.rule)));
-    Ok(violations(found, ctx))
+    violations(found, ctx)
 }
 
 /// Every validation finding, with the configured action and waivers applied.

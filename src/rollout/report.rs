@@ -59,13 +59,13 @@ pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simul
             .unwrap_or_default(),
         text("/metadata/name").unwrap_or("<unnamed>")
     );
-    let verdict = match policy::evaluate_owned(
+    let request = policy::EvalRequest {
         kind,
-        object.clone(),
-        Stage::Full,
-        Mode::Enforce,
-        &options.settings,
-    ) {
+        object,
+        stage: Stage::Full,
+        mode: Mode::Enforce,
+    };
+    let verdict = match policy::evaluate(&request, &options.settings) {
         Ok(v) => v,
         Err(err) => return Some(Err(err.to_string())),
     };
