@@ -41,6 +41,7 @@ use tracing::{debug, info, warn, Level};
 use crate::admission::{self, PolicyConfig, ReviewLog, ReviewReply, Route};
 use crate::body_limit::{self, BodyError};
 use crate::connections::{Activity, Registry};
+use crate::duration;
 use crate::evaluation_pool::EvaluationPool;
 use crate::metrics::{self, Metrics};
 
@@ -279,41 +280,9 @@ fn request_budget(query: Option<&str>, max: Duration) -> Duration {
         .into_iter()
         .flat_map(|query| query.split('&'))
         .find_map(|pair| pair.strip_prefix("timeout="))
-        .and_then(go_duration)
+        .and_then(duration::parse_go)
         .filter(|asked| !asked.is_zero())
         .map_or(max, |asked| asked.min(max))
-}
-
-/// Parses Go's `time.Duration` text (`10s`, `1m30s`, `1.5s`, `500ms`), the
-/// form the API server writes; None for anything else.
-fn go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text;
-    let mut seconds = 0.0_f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" | "%C2%B5s" | "%c2%b5s" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        seconds += number * factor;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// The ops routes: `/healthz`, `/readyz`, `/metrics`.
@@ -988,18 +957,6 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_as_the_api_server_writes_them() {
-        assert_eq!(go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(go_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "10", "s", "10x", "-1s", "1..5s", "10s;", "NaNs"] {
-            assert_eq!(go_duration(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn the_api_server_timeout_lowers_the_request_budget_but_never_raises_it() {
