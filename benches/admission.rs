@@ -77,7 +77,7 @@ impl Prepared {
             kind,
             object,
             mutated,
-            outcome: reply.log.outcome,
+            outcome: reply.log.outcome.label(),
             body,
         }
     }

@@ -11,6 +11,7 @@ use kube::core::{DynamicObject, TypeMeta};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::outcome::Outcome;
 use crate::policy::{self, EffectiveMode, Mode, Stage, Verdict};
 use crate::pruned::{self, Expect, Keep};
 use crate::rules::{Action, Rule};
@@ -83,10 +84,7 @@ pub struct ReviewLog {
     pub namespace: String,
     pub name: String,
     pub operation: String,
-    /// `allowed`, `patched`, `denied`, `audited`, `skipped` (mode off),
-    /// `ignored` (kind or operation rollguard does not handle),
-    /// `bad-request`, `error`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub rules: Vec<String>,
     pub warnings: usize,
     /// Mutation rules that changed the object (enforce mode), each once.
@@ -183,7 +181,7 @@ fn answer_read_as(
 ) -> ReviewReply {
     let mut request = match decode(body, shape) {
         Ok(request) => request,
-        Err(message) => return plain(400, message, ReviewLog::default(), "bad-request"),
+        Err(message) => return plain(400, message, ReviewLog::default(), Outcome::BadRequest),
     };
     let mut log = ReviewLog {
         uid: request.uid.clone(),
@@ -200,11 +198,11 @@ fn answer_read_as(
     )
     .filter(|kind| handles(*kind, &request.operation));
     let (Some(kind), Some(object)) = (kind, request.object.take()) else {
-        log.outcome = "ignored";
+        log.outcome = Outcome::Ignored;
         return reply(AdmissionResponse::from(&request), log);
     };
     if has_too_many_containers(&object) {
-        log.outcome = "skipped";
+        log.outcome = Outcome::Skipped;
         log.skipped = true;
         let mut response = AdmissionResponse::from(&request);
         response.warnings = Some(vec![format!(
@@ -223,14 +221,14 @@ fn answer_read_as(
             let response = respond(&request, &verdict, &mut log);
             match response {
                 Ok(response) => reply(response, log),
-                Err(message) => plain(500, message, log, "error"),
+                Err(message) => plain(500, message, log, Outcome::Error),
             }
         }
         Err(err) => plain(
             500,
             format!("rollguard could not evaluate {kind} {}: {err}", log.name),
             log,
-            "error",
+            Outcome::Error,
         ),
     }
 }
@@ -379,7 +377,7 @@ fn respond(
     let mut details: Vec<String> = Vec::new();
     match verdict.mode {
         EffectiveMode::Off => {
-            log.outcome = "skipped";
+            log.outcome = Outcome::Skipped;
             log.skipped = true;
             // The only patch of an "off" object: its mode copied into the
             // pod template, so its pods are left alone too.
@@ -410,7 +408,7 @@ fn respond(
                 audit.entry(key).or_default().push(v.rule.name());
             }
             log.audit_findings = verdict.rules_fired();
-            log.outcome = "audited";
+            log.outcome = Outcome::Audited;
         }
         EffectiveMode::Enforce => {
             for m in verdict
@@ -450,7 +448,7 @@ fn respond(
                     audit.entry("denied").or_default().push(v.rule.name());
                 }
                 response = response.deny(denials.join("\n"));
-                log.outcome = "denied";
+                log.outcome = Outcome::Denied;
             } else if !verdict.patch.0.is_empty() {
                 response.patch = Some(patch_bytes(&verdict.patch)?);
                 for m in verdict
@@ -462,9 +460,9 @@ fn respond(
                         log.mutated.push(m.rule);
                     }
                 }
-                log.outcome = "patched";
+                log.outcome = Outcome::Patched;
             } else {
-                log.outcome = "allowed";
+                log.outcome = Outcome::Allowed;
             }
         }
     }
@@ -493,7 +491,7 @@ fn reply(response: AdmissionResponse, log: ReviewLog) -> ReviewReply {
             body,
             log,
         },
-        Err(message) => plain(500, message, log, "error"),
+        Err(message) => plain(500, message, log, Outcome::Error),
     }
 }
 
@@ -552,7 +550,7 @@ struct WireResponse<'a> {
     warnings: Option<&'a [String]>,
 }
 
-fn plain(status: u16, message: String, mut log: ReviewLog, outcome: &'static str) -> ReviewReply {
+fn plain(status: u16, message: String, mut log: ReviewLog, outcome: Outcome) -> ReviewReply {
     log.outcome = outcome;
     ReviewReply {
         status,

@@ -34,6 +34,7 @@ pub mod duration;
 pub mod evaluation_pool;
 pub mod k8s_semantics;
 pub mod metrics;
+pub mod outcome;
 pub mod patch;
 pub mod policy;
 pub mod pruned;

@@ -44,6 +44,7 @@ use crate::connections::{Activity, Registry};
 use crate::duration;
 use crate::evaluation_pool::EvaluationPool;
 use crate::metrics::{self, Metrics};
+use crate::outcome::Outcome;
 
 /// Largest admission request body accepted. The kube-apiserver caps objects
 /// near 3 MiB (etcd's limit plus overhead) and a review carries two of them.
@@ -251,7 +252,7 @@ async fn request_edges(State(state): State<AppState>, request: Request, next: Ne
         Err(_) => {
             let elapsed = started.elapsed();
             let log = ReviewLog {
-                outcome: "timeout",
+                outcome: Outcome::Timeout,
                 ..ReviewLog::default()
             };
             if let Some(route) = route {
@@ -371,7 +372,7 @@ fn internal_error() -> ReviewReply {
         status: 500,
         body: b"internal error while reviewing the object\n".to_vec(),
         log: ReviewLog {
-            outcome: "error",
+            outcome: Outcome::Error,
             ..ReviewLog::default()
         },
     }
@@ -381,8 +382,8 @@ fn internal_error() -> ReviewReply {
 fn rejected(refused: &BodyError) -> ReviewReply {
     let (status, message) = refused.status_and_message();
     let outcome = match refused {
-        BodyError::TooLarge { .. } => "too-large",
-        BodyError::Unreadable(_) => "bad-request",
+        BodyError::TooLarge { .. } => Outcome::TooLarge,
+        BodyError::Unreadable(_) => Outcome::BadRequest,
     };
     ReviewReply {
         status,
@@ -410,7 +411,7 @@ fn log_review(route: Route, status: u16, log: &ReviewLog, elapsed: Duration) {
                 namespace = log.namespace.as_str(),
                 name = log.name.as_str(),
                 operation = log.operation.as_str(),
-                outcome = log.outcome,
+                outcome = log.outcome.label(),
                 rules = rules.as_str(),
                 warnings = log.warnings,
                 duration_us,
