@@ -72,6 +72,10 @@ const fn unit(name: &'static str, nanos: u64) -> Unit {
     Unit { name, nanos }
 }
 
+const HOUR: Unit = unit("h", 3600 * NANOS_PER_SECOND);
+const MINUTE: Unit = unit("m", 60 * NANOS_PER_SECOND);
+const SECOND: Unit = unit("s", NANOS_PER_SECOND);
+
 /// What one caller accepts. The two differ only in these three.
 struct Grammar {
     /// Numbers may have a fraction (`1.5s`).
@@ -85,11 +89,7 @@ struct Grammar {
 /// Annotations, flags and settings.
 const USER: Grammar = Grammar {
     fractions: false,
-    units: &[
-        unit("h", 3600 * NANOS_PER_SECOND),
-        unit("m", 60 * NANOS_PER_SECOND),
-        unit("s", NANOS_PER_SECOND),
-    ],
+    units: &[HOUR, MINUTE, SECOND],
     ordered: true,
 };
 
@@ -97,9 +97,9 @@ const USER: Grammar = Grammar {
 const GO: Grammar = Grammar {
     fractions: true,
     units: &[
-        unit("h", 3600 * NANOS_PER_SECOND),
-        unit("m", 60 * NANOS_PER_SECOND),
-        unit("s", NANOS_PER_SECOND),
+        HOUR,
+        MINUTE,
+        SECOND,
         unit("ms", 1_000_000),
         unit("us", 1_000),
         unit("µs", 1_000),

@@ -67,18 +67,8 @@ pub async fn run(
         state,
         timeouts,
     } = options;
-    let tls_addr = tls_listener
-        .local_addr()
-        .map_err(|source| ServerError::LocalAddr {
-            what: "webhook",
-            source,
-        })?;
-    let ops_addr = ops_listener
-        .local_addr()
-        .map_err(|source| ServerError::LocalAddr {
-            what: "ops",
-            source,
-        })?;
+    let tls_addr = local_addr(&tls_listener, "webhook")?;
+    let ops_addr = local_addr(&ops_listener, "ops")?;
 
     let (stop_tls, tls_stopped) = oneshot::channel::<()>();
     let (stop_ops, ops_stopped) = oneshot::channel::<()>();
@@ -149,20 +139,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     // Installed before binding so a signal during start-up is not lost.
     let mut signals = Signals::install()?;
-    let tls_listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            what: "webhook (--listen)",
-            addr: listen,
-            source,
-        })?;
-    let ops_listener = TcpListener::bind(ops_listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            what: "ops endpoints (--ops-listen)",
-            addr: ops_listen,
-            source,
-        })?;
+    let tls_listener = bind(listen, "webhook (--listen)").await?;
+    let ops_listener = bind(ops_listen, "ops endpoints (--ops-listen)").await?;
 
     let (begin_shutdown, shutdown_requested) = oneshot::channel::<()>();
     let server = run(tls_listener, ops_listener, options, async move {
@@ -182,6 +160,18 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::LocalAddr { what, source })
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
 }
 
 #[cfg(unix)]
