@@ -28,6 +28,11 @@ use rollguard::policy::{self, EvalRequest, Mode, Stage};
 use rollguard::workload::WorkloadKind;
 use serde_json::Value;
 
+/// As the rollguard binary (src/main.rs): rollguard and the floor measured
+/// here allocate as the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/bodies.rs"]
 mod bodies;
 
@@ -77,7 +82,7 @@ impl Prepared {
             kind,
             object,
             mutated,
-            outcome: reply.log.outcome,
+            outcome: reply.log.outcome.label(),
             body,
         }
     }

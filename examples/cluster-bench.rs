@@ -13,6 +13,11 @@ use rollguard::policy::Mode;
 use rollguard::settings::Settings;
 use serde_json::{json, Value};
 
+/// As the rollguard binary (src/main.rs): time and peak RSS of `check` are
+/// measured as the binary runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn deployment(i: usize) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
            "metadata": {"name": format!("d{i}"), "namespace": "bench"},

@@ -20,6 +20,11 @@ use rollguard::admission::{self, PolicyConfig, Route};
 use rollguard::policy::{self, EvalRequest, Mode, Stage};
 use rollguard::workload::WorkloadKind;
 
+/// As the rollguard binary (src/main.rs): the answer and the floor
+/// counted here allocate as the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/support/bodies.rs"]
 mod bodies;
 

@@ -52,6 +52,11 @@ use rollguard::server::{self, AppState, RunOptions, Timeouts};
 use rollguard::telemetry::{self, LogFormat};
 use rollguard::tls;
 
+/// As the rollguard binary (src/main.rs): both servers, floor and
+/// rollguard, allocate as the deployed server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/support/bodies.rs"]
 mod bodies;
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::outcome::Outcome;
 use crate::policy::{self, EffectiveMode, EngineError, Mode, Stage, Verdict};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
@@ -84,10 +85,7 @@ pub struct ReviewLog {
     pub namespace: String,
     pub name: String,
     pub operation: String,
-    /// `allowed`, `patched`, `denied`, `audited`, `skipped` (mode off),
-    /// `ignored` (kind or operation rollguard does not handle),
-    /// `bad-request`, `error`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub rules: Vec<String>,
     pub warnings: usize,
     /// Mutation rules that changed the object (enforce mode), each once.
@@ -131,7 +129,7 @@ fn answer_read_as(
 ) -> ReviewReply {
     let request = match read_request(body, reading) {
         Ok(request) => request,
-        Err(message) => return plain(400, message, ReviewLog::default(), "bad-request"),
+        Err(message) => return plain(400, message, ReviewLog::default(), Outcome::BadRequest),
     };
     let mut log = ReviewLog {
         uid: request.uid.clone(),
@@ -148,7 +146,7 @@ fn answer_read_as(
     )
     .filter(|kind| handles(*kind, &request.operation));
     let (Some(kind), Some(object)) = (kind, request.object.as_ref()) else {
-        log.outcome = "ignored";
+        log.outcome = Outcome::Ignored;
         return reply(request.response(), log);
     };
     let view = match object.read() {
@@ -157,7 +155,7 @@ fn answer_read_as(
         // what a full parser refuses.
         Err(err) if err.not_json => {
             let message = format!("request body is not JSON: {}", err.reason);
-            return plain(400, message, ReviewLog::default(), "bad-request");
+            return plain(400, message, ReviewLog::default(), Outcome::BadRequest);
         }
         Err(err) => {
             let message = format!(
@@ -165,7 +163,7 @@ fn answer_read_as(
                 log.name,
                 err.of(kind)
             );
-            return plain(500, message, log, "error");
+            return plain(500, message, log, Outcome::Error);
         }
     };
     log.name = display_name(&request.name, &view);
@@ -177,10 +175,10 @@ fn answer_read_as(
     match policy::evaluate_view(kind, &view, route.stage(), mode, &config.settings) {
         Ok(verdict) => match respond(&request, &verdict, &mut log) {
             Ok(response) => reply(response, log),
-            Err(message) => plain(500, message, log, "error"),
+            Err(message) => plain(500, message, log, Outcome::Error),
         },
         Err(err @ EngineError::TooManyContainers { .. }) => {
-            log.outcome = "skipped";
+            log.outcome = Outcome::Skipped;
             log.skipped = true;
             let mut response = request.response();
             response.warnings = Some(vec![err.to_string()]);
@@ -191,7 +189,7 @@ fn answer_read_as(
             500,
             format!("rollguard could not evaluate {kind} {}: {err}", log.name),
             log,
-            "error",
+            Outcome::Error,
         ),
     }
 }
@@ -412,7 +410,7 @@ fn respond(
     let mut details: Vec<String> = Vec::new();
     match verdict.mode {
         EffectiveMode::Off => {
-            log.outcome = "skipped";
+            log.outcome = Outcome::Skipped;
             log.skipped = true;
             // The only patch of an "off" object: its mode copied into the
             // pod template, so its pods are left alone too.
@@ -443,7 +441,7 @@ fn respond(
                 audit.entry(key).or_default().push(v.rule.name());
             }
             log.audit_findings = verdict.rules_fired();
-            log.outcome = "audited";
+            log.outcome = Outcome::Audited;
         }
         EffectiveMode::Enforce => {
             for m in verdict
@@ -483,7 +481,7 @@ fn respond(
                     audit.entry("denied").or_default().push(v.rule.name());
                 }
                 response = response.deny(denials.join("\n"));
-                log.outcome = "denied";
+                log.outcome = Outcome::Denied;
             } else if !verdict.patch.0.is_empty() {
                 response.patch = Some(patch_bytes(&verdict.patch)?);
                 for m in verdict
@@ -495,9 +493,9 @@ fn respond(
                         log.mutated.push(m.rule);
                     }
                 }
-                log.outcome = "patched";
+                log.outcome = Outcome::Patched;
             } else {
-                log.outcome = "allowed";
+                log.outcome = Outcome::Allowed;
             }
         }
     }
@@ -526,7 +524,7 @@ fn reply(response: AdmissionResponse, log: ReviewLog) -> ReviewReply {
             body,
             log,
         },
-        Err(message) => plain(500, message, log, "error"),
+        Err(message) => plain(500, message, log, Outcome::Error),
     }
 }
 
@@ -585,7 +583,7 @@ struct WireResponse<'a> {
     warnings: Option<&'a [String]>,
 }
 
-fn plain(status: u16, message: String, mut log: ReviewLog, outcome: &'static str) -> ReviewReply {
+fn plain(status: u16, message: String, mut log: ReviewLog, outcome: Outcome) -> ReviewReply {
     log.outcome = outcome;
     ReviewReply {
         status,

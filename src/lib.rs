@@ -1,20 +1,13 @@
 //! rollguard: a Kubernetes admission webhook that makes rolling upgrades safe.
 #![forbid(unsafe_code)]
 
-/// The allocator of every binary that links rollguard: the server, `check`,
-/// the tests and the benchmarks (so the floor webhook they compare against
-/// allocates the same way). A review allocates for every JSON node; glibc's
-/// malloc and free were close to half of its instructions
-/// (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's settings for a process with a memory limit, read from the
-/// environment when it starts (the image and the shipped Deployment set
-/// them). By default it keeps memory freed after a large review, per thread:
-/// a few large reviews on different threads raised resident memory to 80 MB
-/// and kept it there, over the shipped 64Mi limit. With these it returns to
-/// ~15 MB at no measured cost in throughput (docs/operations.md).
+/// mimalloc's settings (the binary's allocator, src/main.rs) for a process
+/// with a memory limit, read from the environment when it starts (the image
+/// and the shipped Deployment set them). By default it keeps memory freed
+/// after a large review, per thread: a few large reviews on different
+/// threads raised resident memory to 80 MB and kept it there, over the
+/// shipped 64Mi limit. With these it returns to ~15 MB at no measured cost in
+/// throughput (docs/operations.md).
 pub const ALLOCATOR_ENV: [(&str, &str); 2] = [
     ("MIMALLOC_PURGE_DELAY", "0"),
     ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
@@ -34,6 +27,7 @@ pub mod duration;
 pub mod evaluation_pool;
 pub mod k8s_semantics;
 pub mod metrics;
+pub mod outcome;
 pub mod patch;
 pub mod policy;
 pub mod reload;

@@ -6,6 +6,13 @@ use clap::Parser;
 use rollguard::cli::{self, Cli};
 use rollguard::telemetry;
 
+/// A review allocates for every JSON node; glibc's malloc and free were close
+/// to half of its instructions (docs/performance.md). The library leaves the
+/// choice to its users: the benchmark and the examples that measure against
+/// a floor declare the same allocator, so both sides allocate alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = telemetry::init(cli.log_format) {

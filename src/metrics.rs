@@ -3,7 +3,8 @@
 //!
 //! Label values come from fixed lists: `kind` and `operation` are read from
 //! requests, and any client that reaches the port could otherwise grow the
-//! series without bound. Rule names come from the rule table.
+//! series without bound. Rule names come from the rule table, outcomes from
+//! [`Outcome`](crate::outcome::Outcome).
 
 use std::time::Duration;
 
@@ -36,19 +37,6 @@ const KNOWN_KINDS: &[&str] = &[
 ];
 
 const KNOWN_OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE", "CONNECT"];
-
-const KNOWN_OUTCOMES: &[&str] = &[
-    "allowed",
-    "patched",
-    "denied",
-    "audited",
-    "skipped",
-    "ignored",
-    "bad-request",
-    "too-large",
-    "timeout",
-    "error",
-];
 
 /// The kinds rollguard evaluates, and so can skip.
 const EVALUATED_KINDS: &[&str] = &["Pod", "Deployment", "StatefulSet", "DaemonSet"];
@@ -245,7 +233,7 @@ impl Metrics {
             route: route.name(),
             kind: known(&log.kind, KNOWN_KINDS),
             operation: known(&log.operation, KNOWN_OPERATIONS),
-            outcome: known(log.outcome, KNOWN_OUTCOMES),
+            outcome: log.outcome.label(),
         };
         self.requests.get_or_create(&labels).inc();
         self.duration
@@ -349,8 +337,9 @@ fn known(value: &str, list: &[&'static str]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
-    fn log(kind: &str, operation: &str, outcome: &'static str) -> ReviewLog {
+    fn log(kind: &str, operation: &str, outcome: Outcome) -> ReviewLog {
         ReviewLog {
             kind: kind.to_string(),
             operation: operation.to_string(),
@@ -364,12 +353,12 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record(
             Route::Mutate,
-            &log("Deployment", "CREATE", "patched"),
+            &log("Deployment", "CREATE", Outcome::Patched),
             Duration::from_micros(120),
         );
         metrics.record(
             Route::Mutate,
-            &log("Deployment", "CREATE", "patched"),
+            &log("Deployment", "CREATE", Outcome::Patched),
             Duration::from_micros(80),
         );
         let text = metrics.encode();
@@ -400,11 +389,15 @@ mod tests {
         for i in 0..50 {
             metrics.record(
                 Route::Validate,
-                &log(&format!("Kind{i}"), &format!("OP{i}"), "bad-request"),
+                &log(&format!("Kind{i}"), &format!("OP{i}"), Outcome::BadRequest),
                 Duration::ZERO,
             );
         }
-        metrics.record(Route::Validate, &log("", "", "error"), Duration::ZERO);
+        metrics.record(
+            Route::Validate,
+            &log("", "", Outcome::Error),
+            Duration::ZERO,
+        );
         let text = metrics.encode();
         assert!(
             text.contains(
@@ -453,7 +446,7 @@ mod tests {
             ],
             audit_findings: vec![Rule::Warmup],
             skipped: true,
-            ..log("Deployment", "CREATE", "patched")
+            ..log("Deployment", "CREATE", Outcome::Patched)
         };
         metrics.record(Route::Mutate, &review, Duration::ZERO);
         metrics.record(Route::Mutate, &review, Duration::ZERO);
