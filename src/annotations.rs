@@ -324,6 +324,16 @@ mod tests {
     }
 
     #[test]
+    fn profile_and_mode_labels_round_trip() {
+        for profile in Profile::ALL {
+            assert_eq!(profile.label().parse::<Profile>(), Ok(profile));
+        }
+        for mode in ObjectMode::ALL {
+            assert_eq!(mode.label().parse::<ObjectMode>(), Ok(mode));
+        }
+    }
+
+    #[test]
     fn malformed_and_unknown_values_are_problems_naming_the_accepted_forms() {
         let cases = [
             (PROFILE, "stateless", "serving, stateful, pull-based"),

@@ -264,6 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn every_action_label_round_trips_and_config_serde_agrees() {
+        for action in Action::ALL {
+            assert_eq!(action.label().parse::<Action>().unwrap(), action);
+            assert_eq!(action.to_string(), action.label());
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.label())
+            );
+        }
+        assert!("Deny".parse::<Action>().is_err());
+    }
+
+    #[test]
     fn unknown_rule_name_lists_the_known_ones() {
         let err = "no-such-rule".parse::<Rule>().unwrap_err();
         assert!(

@@ -540,3 +540,20 @@ fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError
 fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|err| format!("# cannot render as YAML: {err}\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_and_mode_label_round_trips() {
+        for format in Format::ALL {
+            assert_eq!(format.label().parse::<Format>(), Ok(format));
+        }
+        for mode in EffectiveMode::ALL {
+            assert_eq!(mode.label().parse::<EffectiveMode>(), Ok(mode));
+        }
+        assert_eq!(EffectiveMode::from(Mode::Audit).label(), "audit");
+        assert!("Audit".parse::<EffectiveMode>().is_err());
+    }
+}

@@ -142,3 +142,40 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, CliError> {
         settings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn check_args(args: &[&str]) -> CheckArgs {
+        let cli = Cli::try_parse_from(["rollguard", "check"].iter().chain(args)).unwrap();
+        let Command::Check(args) = cli.command else {
+            panic!("expected check");
+        };
+        args
+    }
+
+    #[test]
+    fn mode_and_output_are_read_by_their_labels() {
+        let defaults = check_args(&[]);
+        assert_eq!(
+            (defaults.mode, defaults.output),
+            (Mode::Enforce, Format::Text)
+        );
+        let audit = check_args(&["--mode", "audit", "--output", "sarif"]);
+        assert_eq!((audit.mode, audit.output), (Mode::Audit, Format::Sarif));
+        for mode in ["off", "Audit"] {
+            assert!(Cli::try_parse_from(["rollguard", "check", "--mode", mode]).is_err());
+        }
+        let unknown = Cli::try_parse_from(["rollguard", "check", "-o", "xml"]).unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("accepted values are text, yaml, diff, json, sarif, report"),
+            "{unknown}"
+        );
+    }
+}

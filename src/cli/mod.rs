@@ -3,8 +3,8 @@
 //! certificates. This file holds the parser and the dispatch; each command's
 //! flags and wiring live in the file named after it.
 //!
-//! One error style for every command: its `run` returns [`CliError`] with
-//! `?`, and only [`run`] here turns it into a message and an exit code.
+//! One error style for every command: its `run` returns `CliError` with
+//! `?`, and only `run` here turns it into a message and an exit code.
 
 mod certs;
 mod check;
