@@ -4,6 +4,7 @@
 //! a problem to report, never silently ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -43,7 +44,10 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub fn name(self) -> &'static str {
+    pub const ALL: [Profile; 3] = [Profile::Serving, Profile::Stateful, Profile::PullBased];
+
+    /// The value of `rollguard.io/profile`.
+    pub fn label(self) -> &'static str {
         match self {
             Profile::Serving => "serving",
             Profile::Stateful => "stateful",
@@ -52,11 +56,53 @@ impl Profile {
     }
 }
 
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Profile::ALL
+            .into_iter()
+            .find(|profile| profile.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "accepted values are {}",
+                    Profile::ALL.map(Profile::label).join(", ")
+                )
+            })
+    }
+}
+
 /// The mode an object may lower itself to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectMode {
     Audit,
     Off,
+}
+
+impl ObjectMode {
+    pub const ALL: [ObjectMode; 2] = [ObjectMode::Audit, ObjectMode::Off];
+
+    /// The value of `rollguard.io/mode` (also the namespace label's).
+    pub fn label(self) -> &'static str {
+        match self {
+            ObjectMode::Audit => "audit",
+            ObjectMode::Off => "off",
+        }
+    }
+}
+
+impl FromStr for ObjectMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ObjectMode::ALL
+            .into_iter()
+            .find(|mode| mode.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "accepted values are {} (an object can only lower its namespace's mode)",
+                    ObjectMode::ALL.map(ObjectMode::label).join(", ")
+                )
+            })
+    }
 }
 
 /// Where an effective annotation was written.
@@ -133,14 +179,14 @@ pub fn parse(settings: &BTreeMap<String, Setting>) -> (Declared, Vec<Problem>) {
     for (key, setting) in settings {
         let value = setting.value.as_str();
         let result = match key.as_str() {
-            PROFILE => parse_profile(value).map(|p| declared.profile = p),
+            PROFILE => value.trim().parse().map(|p| declared.profile = p),
             SHUTDOWN_TIMEOUT => parse_duration(value).map(|s| declared.shutdown_timeout = Some(s)),
             PRESTOP_SLEEP => parse_duration(value).map(|s| declared.prestop_sleep = Some(s)),
             WARMUP => parse_duration(value).map(|s| declared.warmup = Some(s)),
             READINESS_PATH => parse_path(value).map(|p| declared.readiness_path = Some(p)),
             READINESS_PORT => parse_port(value).map(|p| declared.readiness_port = Some(p)),
             WAIVE => parse_waive(value).map(|w| declared.waive = w),
-            MODE => parse_mode(value).map(|m| declared.mode = Some(m)),
+            MODE => value.trim().parse().map(|m| declared.mode = Some(m)),
             _ => Err(format!(
                 "unknown rollguard annotation; known keys are {}",
                 SETTINGS_KEYS.join(", ")
@@ -156,15 +202,6 @@ pub fn parse(settings: &BTreeMap<String, Setting>) -> (Declared, Vec<Problem>) {
         }
     }
     (declared, problems)
-}
-
-fn parse_profile(value: &str) -> Result<Profile, String> {
-    match value.trim() {
-        "serving" => Ok(Profile::Serving),
-        "stateful" => Ok(Profile::Stateful),
-        "pull-based" => Ok(Profile::PullBased),
-        _ => Err("accepted values are serving, stateful, pull-based".to_string()),
-    }
 }
 
 fn parse_duration(value: &str) -> Result<i64, String> {
@@ -227,17 +264,6 @@ fn parse_waive(value: &str) -> Result<BTreeSet<Rule>, String> {
     Ok(rules)
 }
 
-fn parse_mode(value: &str) -> Result<ObjectMode, String> {
-    match value.trim() {
-        "audit" => Ok(ObjectMode::Audit),
-        "off" => Ok(ObjectMode::Off),
-        _ => Err(
-            "accepted values are audit, off (an object can only lower its namespace's mode)"
-                .to_string(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +321,16 @@ mod tests {
                 mode: Some(ObjectMode::Audit),
             }
         );
+    }
+
+    #[test]
+    fn profile_and_mode_labels_round_trip() {
+        for profile in Profile::ALL {
+            assert_eq!(profile.label().parse::<Profile>(), Ok(profile));
+        }
+        for mode in ObjectMode::ALL {
+            assert_eq!(mode.label().parse::<ObjectMode>(), Ok(mode));
+        }
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub fn parse_file(text: &str) -> Result<ConfigFile, String> {
 /// `prestopHandler: auto`: choose from the API server's version at start-up.
 pub const AUTO: &str = "auto";
 
+/// Every value of `prestopHandler` and `--prestop-handler`: auto, then each handler.
+pub fn handler_values() -> impl Iterator<Item = &'static str> {
+    std::iter::once(AUTO).chain(PrestopHandler::ALL.map(PrestopHandler::label))
+}
+
 fn effective_handler<'a>(file: &'a ConfigFile, overrides: &'a Overrides) -> Option<&'a str> {
     overrides
         .prestop_handler
@@ -149,7 +154,7 @@ pub fn resolve(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, Con
     if let Some(text) = effective_handler(file, overrides).filter(|t| *t != AUTO) {
         settings.prestop_handler = text
             .parse::<PrestopHandler>()
-            .map_err(|reason| invalid("prestopHandler", text, &format!("{reason}, auto")))?;
+            .map_err(|reason| invalid("prestopHandler", text, &format!("{reason}, {AUTO}")))?;
     }
     for (rule, action) in &file.rules {
         set_rule_action(&mut settings, &format!("rules.{rule}"), rule, action)?;

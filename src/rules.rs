@@ -21,29 +21,35 @@ pub enum Action {
     Off,
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Action {
+    pub const ALL: [Action; 4] = [Action::Apply, Action::Deny, Action::Warn, Action::Off];
+
+    /// The word in configuration, `--rule`, reports and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
             Action::Apply => "apply",
             Action::Deny => "deny",
             Action::Warn => "warn",
             Action::Off => "off",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }
 
 impl FromStr for Action {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "apply" => Ok(Action::Apply),
-            "deny" => Ok(Action::Deny),
-            "warn" => Ok(Action::Warn),
-            "off" => Ok(Action::Off),
-            other => Err(format!(
-                "unknown rule action {other:?}: accepted values are apply (mutation rules), deny (validation rules), warn, off"
-            )),
-        }
+        Action::ALL
+            .into_iter()
+            .find(|action| action.label() == s)
+            .ok_or_else(|| format!(
+                "unknown rule action {s:?}: accepted values are apply (mutation rules), deny (validation rules), warn, off"
+            ))
     }
 }
 
@@ -52,6 +58,23 @@ impl FromStr for Action {
 pub enum RuleKind {
     Mutation,
     Validation,
+}
+
+impl RuleKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RuleKind::Mutation => "mutation",
+            RuleKind::Validation => "validation",
+        }
+    }
+
+    /// `apply` only for mutations, `deny` only for validations.
+    pub fn accepts(self, action: Action) -> bool {
+        !matches!(
+            (self, action),
+            (RuleKind::Mutation, Action::Deny) | (RuleKind::Validation, Action::Apply)
+        )
+    }
 }
 
 macro_rules! rules {
@@ -180,15 +203,20 @@ impl Rule {
     /// Whether `action` makes sense for this rule: `apply` only for
     /// mutations, `deny` only for validations.
     pub fn accepts(self, action: Action) -> Result<(), String> {
-        match (self.kind(), action) {
-            (RuleKind::Mutation, Action::Deny) => Err(format!(
-                "{self} is a mutation rule: accepted actions are apply, warn, off"
-            )),
-            (RuleKind::Validation, Action::Apply) => Err(format!(
-                "{self} is a validation rule: accepted actions are deny, warn, off"
-            )),
-            _ => Ok(()),
+        let kind = self.kind();
+        if kind.accepts(action) {
+            return Ok(());
         }
+        let accepted: Vec<&str> = Action::ALL
+            .into_iter()
+            .filter(|a| kind.accepts(*a))
+            .map(Action::label)
+            .collect();
+        Err(format!(
+            "{self} is a {} rule: accepted actions are {}",
+            kind.label(),
+            accepted.join(", ")
+        ))
     }
 }
 
@@ -233,6 +261,19 @@ mod tests {
                 rule.name()
             );
         }
+    }
+
+    #[test]
+    fn every_action_label_round_trips_and_config_serde_agrees() {
+        for action in Action::ALL {
+            assert_eq!(action.label().parse::<Action>().unwrap(), action);
+            assert_eq!(action.to_string(), action.label());
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.label())
+            );
+        }
+        assert!("Deny".parse::<Action>().is_err());
     }
 
     #[test]

@@ -18,25 +18,36 @@ pub enum PrestopHandler {
     Exec,
 }
 
+impl PrestopHandler {
+    pub const ALL: [PrestopHandler; 2] = [PrestopHandler::Sleep, PrestopHandler::Exec];
+
+    /// The word in configuration and `--prestop-handler`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PrestopHandler::Sleep => "sleep",
+            PrestopHandler::Exec => "exec",
+        }
+    }
+}
+
 impl FromStr for PrestopHandler {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sleep" => Ok(PrestopHandler::Sleep),
-            "exec" => Ok(PrestopHandler::Exec),
-            other => Err(format!(
-                "unknown preStop handler {other:?}: accepted values are sleep, exec"
-            )),
-        }
+        PrestopHandler::ALL
+            .into_iter()
+            .find(|handler| handler.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown preStop handler {s:?}: accepted values are {}",
+                    PrestopHandler::ALL.map(PrestopHandler::label).join(", ")
+                )
+            })
     }
 }
 
 impl fmt::Display for PrestopHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PrestopHandler::Sleep => "sleep",
-            PrestopHandler::Exec => "exec",
-        })
+        f.write_str(self.label())
     }
 }
 

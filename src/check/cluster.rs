@@ -13,10 +13,11 @@ use kube::Client;
 use serde_json::Value;
 
 use super::{CheckError, CheckOptions, Session, Summary};
-use crate::policy::Mode;
+use crate::policy::{EffectiveMode, Mode};
+use crate::workload::WorkloadKind;
 
 /// The label that opts a namespace into rollguard; its value is the mode.
-pub const MODE_LABEL: &str = "rollguard.io/mode";
+pub const MODE_LABEL: &str = crate::annotations::MODE;
 
 /// Which namespaces to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +55,21 @@ pub enum ClusterError {
 }
 
 /// The kinds read, in order, with the API they are listed from.
-fn kinds() -> [(&'static str, ApiResource); 4] {
+fn kinds() -> [(WorkloadKind, ApiResource); 4] {
     [
-        ("Deployment", ApiResource::erase::<Deployment>(&())),
-        ("StatefulSet", ApiResource::erase::<StatefulSet>(&())),
-        ("DaemonSet", ApiResource::erase::<DaemonSet>(&())),
-        ("Pod", ApiResource::erase::<Pod>(&())),
+        (
+            WorkloadKind::Deployment,
+            ApiResource::erase::<Deployment>(&()),
+        ),
+        (
+            WorkloadKind::StatefulSet,
+            ApiResource::erase::<StatefulSet>(&()),
+        ),
+        (
+            WorkloadKind::DaemonSet,
+            ApiResource::erase::<DaemonSet>(&()),
+        ),
+        (WorkloadKind::Pod, ApiResource::erase::<Pod>(&())),
     ]
 }
 
@@ -134,9 +144,12 @@ async fn namespaces(
                 scope,
                 ns.metadata.labels.as_ref().and_then(|l| l.get(MODE_LABEL)),
             ) {
-                (Scope::Labelled, Some(value)) if value == "off" => return None,
-                (Scope::Labelled, Some(value)) if value == "audit" => Mode::Audit,
-                (Scope::Labelled, _) => Mode::Enforce,
+                (Scope::Labelled, Some(value)) => match value.parse() {
+                    Ok(EffectiveMode::Off) => return None,
+                    Ok(EffectiveMode::Audit) => Mode::Audit,
+                    _ => Mode::Enforce,
+                },
+                (Scope::Labelled, None) => Mode::Enforce,
                 _ => run_mode,
             };
             ns.metadata.name.map(|name| (Some(name), mode))
@@ -183,8 +196,8 @@ pub async fn run(
                         .map_err(|err| CheckError::Output(err.into()))?;
                     // List items carry no type: the list says what they are.
                     object["apiVersion"] = Value::String(resource.api_version.clone());
-                    object["kind"] = Value::String(kind.to_string());
-                    if kind == "Pod" && has_controller(&object) {
+                    object["kind"] = Value::String(kind.name().to_string());
+                    if kind == WorkloadKind::Pod && has_controller(&object) {
                         continue;
                     }
                     session.object(&source, &object, &judged, out)?;

@@ -7,6 +7,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{CheckError, ObjectReport, Summary};
+use crate::annotations::ObjectMode;
 use crate::policy::{EffectiveMode, Mode};
 use crate::rules::Action;
 
@@ -23,19 +24,89 @@ pub enum Format {
     Report,
 }
 
+impl Format {
+    pub const ALL: [Format; 6] = [
+        Format::Text,
+        Format::Yaml,
+        Format::Diff,
+        Format::Json,
+        Format::Sarif,
+        Format::Report,
+    ];
+
+    /// The word of `--output`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Yaml => "yaml",
+            Format::Diff => "diff",
+            Format::Json => "json",
+            Format::Sarif => "sarif",
+            Format::Report => "report",
+        }
+    }
+}
+
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(Format::Text),
-            "yaml" => Ok(Format::Yaml),
-            "diff" => Ok(Format::Diff),
-            "json" => Ok(Format::Json),
-            "sarif" => Ok(Format::Sarif),
-            "report" => Ok(Format::Report),
-            other => Err(format!(
-                "unknown output format {other:?}: accepted values are text, yaml, diff, json, sarif, report"
-            )),
+        Format::ALL
+            .into_iter()
+            .find(|format| format.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown output format {s:?}: accepted values are {}",
+                    Format::ALL.map(Format::label).join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+// The modes' words, as reports print them, `--mode` reads them and
+// namespaces' `rollguard.io/mode` labels spell them; an object's own mode
+// uses the annotation's words. (Their home is `policy`, beside the types.)
+impl EffectiveMode {
+    pub const ALL: [EffectiveMode; 3] = [
+        EffectiveMode::Enforce,
+        EffectiveMode::Audit,
+        EffectiveMode::Off,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EffectiveMode::Enforce => "enforce",
+            EffectiveMode::Audit => ObjectMode::Audit.label(),
+            EffectiveMode::Off => ObjectMode::Off.label(),
+        }
+    }
+}
+
+impl std::str::FromStr for EffectiveMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EffectiveMode::ALL
+            .into_iter()
+            .find(|mode| mode.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown mode {s:?}: accepted values are {}",
+                    EffectiveMode::ALL.map(EffectiveMode::label).join(", ")
+                )
+            })
+    }
+}
+
+impl From<Mode> for EffectiveMode {
+    fn from(mode: Mode) -> EffectiveMode {
+        match mode {
+            Mode::Enforce => EffectiveMode::Enforce,
+            Mode::Audit => EffectiveMode::Audit,
         }
     }
 }
@@ -311,14 +382,6 @@ fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
-fn mode_name(mode: EffectiveMode) -> &'static str {
-    match mode {
-        EffectiveMode::Enforce => "enforce",
-        EffectiveMode::Audit => "audit",
-        EffectiveMode::Off => "off",
-    }
-}
-
 fn json_report(report: &ObjectReport<'_>) -> Value {
     let mut entry = json!({
         "file": report.source,
@@ -329,19 +392,19 @@ fn json_report(report: &ObjectReport<'_>) -> Value {
         "checked": report.verdict.is_some(),
     });
     if let Some(verdict) = &report.verdict {
-        entry["mode"] = json!(mode_name(verdict.mode));
+        entry["mode"] = json!(verdict.mode.label());
         entry["denied"] =
             json!(verdict.mode == EffectiveMode::Enforce && verdict.denials().next().is_some());
         entry["mutations"] = verdict
             .mutations
             .iter()
-            .map(|m| json!({"rule": m.rule.name(), "field": m.field, "old": m.old, "new": m.new, "action": m.action.to_string()}))
+            .map(|m| json!({"rule": m.rule.name(), "field": m.field, "old": m.old, "new": m.new, "action": m.action.label()}))
             .collect();
         entry["violations"] = verdict
             .violations
             .iter()
             .map(|v| {
-                json!({"rule": v.rule.name(), "action": v.action.to_string(), "waived": v.waived,
+                json!({"rule": v.rule.name(), "action": v.action.label(), "waived": v.waived,
                        "field": v.field, "message": v.message()})
             })
             .collect();
@@ -476,4 +539,21 @@ fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError
 
 fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|err| format!("# cannot render as YAML: {err}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_and_mode_label_round_trips() {
+        for format in Format::ALL {
+            assert_eq!(format.label().parse::<Format>(), Ok(format));
+        }
+        for mode in EffectiveMode::ALL {
+            assert_eq!(mode.label().parse::<EffectiveMode>(), Ok(mode));
+        }
+        assert_eq!(EffectiveMode::from(Mode::Audit).label(), "audit");
+        assert!("Audit".parse::<EffectiveMode>().is_err());
+    }
 }
