@@ -699,7 +699,7 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_are_answered() {
         let dir = TempDir::new();
         let cert = dir.write("tls.crt", &serving.cert_pem);
         let key = dir.write("tls.key", &serving.key_pem);
-        let client_ca = dir.write("client-ca.crt", &clients_ca.pem());
+        let client_ca = dir.write("client-ca.crt", clients_ca.pem());
         let (mut binary, https, ops) = Binary::serve(&[
             "--tls-cert",
             cert.to_str().expect("utf-8"),

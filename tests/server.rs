@@ -697,8 +697,8 @@ async fn the_binary_serves_https_from_pem_files_and_logs_each_review_without_its
         let generated =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .expect("certificate");
-        let cert = dir.write("tls.crt", &generated.cert.pem());
-        let key = dir.write("tls.key", &generated.signing_key.serialize_pem());
+        let cert = dir.write("tls.crt", generated.cert.pem());
+        let key = dir.write("tls.key", generated.signing_key.serialize_pem());
         let mut binary = Binary::start(&[
             "serve",
             "--tls-cert",
@@ -841,7 +841,7 @@ fn unusable_tls_files_exit_2_naming_the_file() {
 
     let other_key = dir.write(
         "other.key",
-        &rcgen::KeyPair::generate().expect("key").serialize_pem(),
+        rcgen::KeyPair::generate().expect("key").serialize_pem(),
     );
     let (code, log) = run_to_exit(&[
         "serve",
