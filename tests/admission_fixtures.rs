@@ -1,29 +1,19 @@
 //! The real AdmissionReviews captured from kube-apiservers (1.25 without a
 //! suffix, 1.36 with `-mutate`/`-validate`) through the admission handler.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use base64::Engine as _;
 use rollguard::admission::{answer, PolicyConfig, Route};
 use serde_json::{json, Value};
 
 fn fixtures() -> Vec<(String, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    assert!(paths.len() >= 20, "fixtures missing in {}", dir.display());
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().to_string();
-            let review = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (name, review)
-        })
-        .collect()
+    let fixtures = support::fixtures::admission_reviews();
+    assert!(
+        fixtures.len() >= 20,
+        "fixtures missing in tests/fixtures/admission"
+    );
+    fixtures
 }
 
 fn decode_patch(response: &Value) -> Option<json_patch::Patch> {

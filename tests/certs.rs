@@ -2,26 +2,21 @@
 //! carries the Service's DNS names, and a server using it is reachable by a
 //! client that trusts only that CA.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
 use rollguard::admission::PolicyConfig;
 use rollguard::server::{self, AppState, RunOptions, Timeouts};
 use rollguard::tls;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde_json::Value;
+use support::temp::TempDir;
+use support::tls::{client_config, reqwest_builder};
 
-fn out_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rollguard-certs-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn generate(tag: &str) -> PathBuf {
-    let dir = out_dir(tag);
-    let output = Command::new(env!("CARGO_BIN_EXE_rollguard"))
+/// `rollguard certs` into a fresh directory.
+fn generate() -> TempDir {
+    let dir = TempDir::new();
+    let output = support::binary::command()
         .args([
             "certs",
             "--service",
@@ -30,7 +25,7 @@ fn generate(tag: &str) -> PathBuf {
             "rollguard-system",
             "--out",
         ])
-        .arg(&dir)
+        .arg(dir.path())
         .output()
         .unwrap();
     assert!(
@@ -41,19 +36,8 @@ fn generate(tag: &str) -> PathBuf {
     dir
 }
 
-fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .timeout(Duration::from_secs(10))
+fn client_trusting(ca_pem: &str) -> reqwest::Client {
+    reqwest_builder(client_config(&[ca_pem], None, &[]))
         .resolve(
             "rollguard.rollguard-system.svc",
             "127.0.0.1:0".parse().unwrap(),
@@ -69,7 +53,8 @@ fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
 
 #[tokio::test]
 async fn a_server_with_the_generated_pair_is_trusted_through_the_ca_for_the_service_names() {
-    let dir = generate("serve");
+    let generated = generate();
+    let dir = generated.path();
     let key = tls::load_pem_files(&dir.join("tls.crt"), &dir.join("tls.key"))
         .expect("the pair loads and matches");
     let tls_config = tls::server_config(tls::CertResolver::new(key)).unwrap();
@@ -89,7 +74,7 @@ async fn a_server_with_the_generated_pair_is_trusted_through_the_ca_for_the_serv
     let task = tokio::spawn(server::run(listener, ops, options, async move {
         let _ = stopped.await;
     }));
-    let client = client_trusting(&std::fs::read(dir.join("ca.crt")).unwrap());
+    let client = client_trusting(&std::fs::read_to_string(dir.join("ca.crt")).unwrap());
     for host in [
         "rollguard.rollguard-system.svc",
         "rollguard.rollguard-system.svc.cluster.local",
@@ -140,7 +125,8 @@ async fn a_server_with_the_generated_pair_is_trusted_through_the_ca_for_the_serv
 #[test]
 fn the_secret_and_ca_bundle_patch_are_ready_for_kustomize() {
     use base64::Engine as _;
-    let dir = generate("manifests");
+    let generated = generate();
+    let dir = generated.path();
     let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
     let secret: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("secret.yaml")).unwrap()).unwrap();

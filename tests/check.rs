@@ -17,6 +17,9 @@ fn options(format: Format, mode: Mode) -> CheckOptions {
     }
 }
 
+/// The report, with the files named from the package root (the inputs are
+/// absolute paths, never relative to the current directory), as
+/// `rollguard check examples` run there names them.
 fn check(inputs: &[Input], format: Format, mode: Mode, stdin: &str) -> (Summary, String) {
     let mut out = Vec::new();
     let summary = run(
@@ -26,7 +29,8 @@ fn check(inputs: &[Input], format: Format, mode: Mode, stdin: &str) -> (Summary,
         &mut out,
     )
     .unwrap();
-    (summary, String::from_utf8(out).unwrap())
+    let out = String::from_utf8(out).unwrap();
+    (summary, out.replace(&format!("{}/", root().display()), ""))
 }
 
 fn root() -> &'static Path {
@@ -34,8 +38,7 @@ fn root() -> &'static Path {
 }
 
 fn examples() -> Vec<Input> {
-    std::env::set_current_dir(root()).unwrap();
-    expand(&["examples".to_string()]).unwrap()
+    expand(&[root().join("examples").display().to_string()]).unwrap()
 }
 
 fn golden(name: &str, actual: &str) {

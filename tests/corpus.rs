@@ -6,8 +6,7 @@
 //! `--output yaml` re-read is the original plus the patch, no probe on a
 //! UDP-only container, and no audit warning over 120 characters.
 
-#[path = "support/audit.rs"]
-mod audit;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +17,8 @@ use rollguard::rules::Rule;
 use rollguard::settings::Settings;
 use rollguard::workload::WorkloadKind;
 use serde_json::{json, Value};
+use support::audit;
+use support::temp::TempDir;
 
 /// The Kubernetes minors the admitted objects are validated against.
 const VERSIONS: [&str; 2] = ["1.30", "1.33"];
@@ -114,8 +115,8 @@ fn corpus_is_read_and_admitted_as_a_careful_engineer_expects() {
     assert!(files.len() > 400, "{} files", files.len());
     let readable = yaml11_readable(&files);
     assert!(readable.len() > 400, "PyYAML read {} files", readable.len());
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-admitted");
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let temp = TempDir::new();
+    let out_dir = temp.path();
     std::fs::create_dir_all(out_dir.join("original")).unwrap();
     std::fs::create_dir_all(out_dir.join("admitted")).unwrap();
     let mut failures: Vec<String> = Vec::new();

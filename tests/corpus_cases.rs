@@ -1,8 +1,7 @@
 //! One test per finding of the corpus run (issue 11), each on a minimal
 //! manifest cut from the corpus file named above it.
 
-#[path = "support/audit.rs"]
-mod audit;
+mod support;
 
 use rollguard::check::{documents, parse, run, CheckOptions, Format, Input};
 use rollguard::policy::{
@@ -12,6 +11,7 @@ use rollguard::rules::{Action, Rule};
 use rollguard::settings::Settings;
 use rollguard::workload::WorkloadKind;
 use serde_json::{json, Value};
+use support::audit;
 
 fn read(yaml: &str) -> Value {
     parse(&documents(yaml)[0]).expect("the case parses").value

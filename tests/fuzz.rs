@@ -23,9 +23,11 @@
 //! A failing case is written to `target/fuzz-findings/` and its seed and
 //! index are printed, so it can be replayed and turned into a fixture.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -75,28 +77,16 @@ impl Rng {
 }
 
 fn seeds() -> Vec<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(root.join("tests/fixtures/admission"))
-        .expect("fixtures")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    paths.sort();
-    let mut seeds: Vec<Value> = paths
-        .iter()
-        .map(|p| serde_json::from_slice(&std::fs::read(p).expect("read")).expect("fixture JSON"))
+    let mut seeds: Vec<Value> = support::fixtures::admission_reviews()
+        .into_iter()
+        .map(|(_, review)| review)
         .collect();
     let template = seeds
         .iter()
         .find(|r| r["request"]["kind"]["kind"] == "Deployment")
         .cloned()
         .expect("a Deployment review");
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    examples.sort();
-    for path in examples {
+    for path in support::fixtures::example_paths() {
         let text = std::fs::read_to_string(&path).expect("example");
         let Ok(object) = serde_saphyr::from_str::<Value>(&text) else {
             continue;

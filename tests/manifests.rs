@@ -5,6 +5,8 @@
 //! policy admits unchanged. Needs `kubectl` (client only, no cluster) and
 //! `kubernetes-validate` (pip, installed by `.ci/run`).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use rollguard::settings::Settings;
 use rollguard::telemetry::LogFormat;
 use rollguard::workload::WorkloadKind;
 use serde_json::{json, Value};
+use support::temp::TempDir;
 
 /// Bound on every external command (kubectl, kubernetes-validate).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -224,7 +227,7 @@ fn int(value: &Value, what: &str) -> i64 {
 }
 
 fn manifests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
+    support::fixtures::root().join("manifests")
 }
 
 /// Output of a finished command.
@@ -338,9 +341,9 @@ fn copy_tree(from: &Path, to: &Path) {
 /// throwaway certificate files (what `rollguard certs --out` writes), so the
 /// working tree's `certs/` is never read or written. Returns the CA PEM.
 fn render_self_managed() -> (String, String) {
-    let root = std::env::temp_dir().join(format!("rollguard-manifests-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    copy_tree(&manifests_dir(), &root);
+    let copy = TempDir::new();
+    let root = copy.path();
+    copy_tree(&manifests_dir(), root);
     let certs = root.join("overlays/self-managed/certs");
     std::fs::create_dir_all(&certs).unwrap();
     let generated = rcgen::generate_simple_self_signed(vec![
@@ -353,7 +356,6 @@ fn render_self_managed() -> (String, String) {
     std::fs::write(certs.join("tls.key"), generated.signing_key.serialize_pem()).unwrap();
     std::fs::write(certs.join("ca.crt"), &ca).unwrap();
     let yaml = kustomize(&root.join("overlays/self-managed"));
-    let _ = std::fs::remove_dir_all(&root);
     (yaml, ca)
 }
 
@@ -1030,10 +1032,7 @@ fn rendered_objects_are_schema_valid() {
         "rbac.authorization.k8s.io/v1",
         "admissionregistration.k8s.io/v1",
     ];
-    let dir =
-        std::env::temp_dir().join(format!("rollguard-manifests-schema-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new();
     let mut files = Vec::new();
     for r in rendered() {
         for object in &r.objects {
@@ -1047,14 +1046,13 @@ fn rendered_objects_are_schema_valid() {
                 );
                 continue;
             }
-            let path = dir.join(format!(
+            let name = format!(
                 "{}-{}-{}.json",
                 r.name().replace('/', "-"),
                 object["kind"].as_str().unwrap(),
                 object["metadata"]["name"].as_str().unwrap()
-            ));
-            std::fs::write(&path, serde_json::to_vec_pretty(object).unwrap()).unwrap();
-            files.push(path);
+            );
+            files.push(dir.write(&name, serde_json::to_vec_pretty(object).unwrap()));
         }
     }
     // Native preStop sleep needs 1.30, the oldest version the manifests support.
@@ -1072,7 +1070,6 @@ fn rendered_objects_are_schema_valid() {
             "rendered manifests are not valid for Kubernetes {version}:\n{report}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The install docs only point at manifests that exist.
@@ -1139,8 +1136,8 @@ fn every_variant_sets_the_allocator_to_return_freed_memory() {
 /// and nothing else (secrets least of all).
 #[test]
 fn the_check_rbac_component_only_lists_what_check_cluster_reads() {
-    let root = std::env::temp_dir().join(format!("rollguard-check-rbac-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let copy = TempDir::new();
+    let root = copy.path();
     copy_tree(&manifests_dir(), &root.join("manifests"));
     let overlay = root.join("overlay");
     std::fs::create_dir_all(&overlay).unwrap();
@@ -1151,7 +1148,7 @@ fn the_check_rbac_component_only_lists_what_check_cluster_reads() {
     )
     .unwrap();
     let objects = parse_documents(&kustomize(&overlay));
-    let _ = std::fs::remove_dir_all(&root);
+    drop(copy);
 
     assert_eq!(objects.len(), 1, "{objects:?}");
     let role = &objects[0];

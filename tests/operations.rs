@@ -5,14 +5,13 @@
 //! than fixed sleeps.
 #![cfg(unix)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -24,24 +23,26 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use rollguard::admission::PolicyConfig;
-use rollguard::server::{self, AppState, RunOptions, ServerError, Timeouts};
-use rollguard::tls;
+use rollguard::server::{AppState, Timeouts};
+use support::binary::{run_to_exit, Binary};
+use support::fixtures::admission_review as fixture;
+use support::http::{closed_within, http_get, read_response};
+use support::server::{quick_timeouts, start, TestServer};
+use support::temp::TempDir;
+use support::tls::H1;
+use support::WAIT_BOUND;
 
 /// Upper bound for any single test.
 const TEST_BOUND: Duration = Duration::from_secs(40);
-/// Upper bound for one wait inside a test (a port, a counter, an exit).
-const WAIT_BOUND: Duration = Duration::from_secs(10);
 
 async fn bounded<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(TEST_BOUND, future)
@@ -115,33 +116,6 @@ impl Ca {
 
 // ---------------------------------------------------------------- files
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rollguard-ops-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A Secret volume as the kubelet writes it: `tls.crt -> ..data/tls.crt`,
 /// `..data -> ..<timestamp>`; an update writes a new timestamped directory,
 /// points `..data_tmp` at it, renames that over `..data` and removes the old
@@ -159,18 +133,18 @@ impl SecretVolume {
         };
         volume.publish(cert_pem, key_pem);
         for name in ["tls.crt", "tls.key"] {
-            std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.0.join(name))
+            std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.path().join(name))
                 .expect("file symlink");
         }
         volume
     }
 
     fn cert(&self) -> String {
-        self.dir.0.join("tls.crt").display().to_string()
+        self.dir.path().join("tls.crt").display().to_string()
     }
 
     fn key(&self) -> String {
-        self.dir.0.join("tls.key").display().to_string()
+        self.dir.path().join("tls.key").display().to_string()
     }
 
     fn timestamped(generation: usize) -> String {
@@ -180,15 +154,15 @@ impl SecretVolume {
     fn publish(&mut self, cert_pem: &str, key_pem: &str) {
         self.generation += 1;
         let name = Self::timestamped(self.generation);
-        let data = self.dir.0.join(&name);
+        let data = self.dir.path().join(&name);
         std::fs::create_dir(&data).expect("data dir");
         std::fs::write(data.join("tls.crt"), cert_pem).expect("write cert");
         std::fs::write(data.join("tls.key"), key_pem).expect("write key");
-        let tmp = self.dir.0.join("..data_tmp");
+        let tmp = self.dir.path().join("..data_tmp");
         std::os::unix::fs::symlink(&name, &tmp).expect("..data_tmp");
-        std::fs::rename(&tmp, self.dir.0.join("..data")).expect("swap ..data");
+        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("swap ..data");
         if self.generation > 1 {
-            let old = self.dir.0.join(Self::timestamped(self.generation - 1));
+            let old = self.dir.path().join(Self::timestamped(self.generation - 1));
             std::fs::remove_dir_all(old).expect("remove old data dir");
         }
     }
@@ -197,29 +171,7 @@ impl SecretVolume {
 // ---------------------------------------------------------------- HTTP/1.1 over TLS
 
 fn client_config(roots_pem: &[&str], identity: Option<(&str, &str)>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for pem in roots_pem {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert.expect("PEM")).expect("trust anchor");
-        }
-    }
-    let builder = ClientConfig::builder_with_provider(tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert_pem, key_pem)) => {
-            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .expect("client chain");
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("client key");
-            builder
-                .with_client_auth_cert(chain, key)
-                .expect("client identity")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut config = support::tls::client_config(roots_pem, identity, H1);
     // A resumed session skips the certificate: every connection here must
     // show the one served now.
     config.resumption = rustls::client::Resumption::disabled();
@@ -316,39 +268,6 @@ fn check_answer(answer: &Answer, uid: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Plain-HTTP GET on the ops port: status and body.
-async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut tcp = TcpStream::connect(addr).await?;
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-async fn wait_ready(ops: SocketAddr) {
-    let deadline = Instant::now() + WAIT_BOUND;
-    loop {
-        if let Ok((200, _)) = http_get(ops, "/readyz").await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------- metrics
 
 /// The samples of an OpenMetrics exposition: name and labels → value.
@@ -434,13 +353,6 @@ async fn wait_counter(ops: SocketAddr, name: &str, at_least: f64) -> f64 {
 
 // ---------------------------------------------------------------- fixtures
 
-fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/admission")
-        .join(format!("{name}.json"));
-    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture JSON")
-}
-
 fn with_uid(mut review: Value, uid: &str) -> Value {
     review["request"]["uid"] = json!(uid);
     review
@@ -452,11 +364,7 @@ fn body(review: &Value) -> Bytes {
 
 /// A review of an `examples/` manifest, shaped like a real CREATE.
 fn example_review(file: &str, uid: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(file);
-    let object: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("example")).expect("YAML");
+    let object = support::fixtures::example(file);
     let mut review = fixture("deployment-create");
     review["request"]["uid"] = json!(uid);
     review["request"]["name"] = object["metadata"]["name"].clone();
@@ -570,135 +478,6 @@ async fn probe(addr: SocketAddr, config: &Arc<ClientConfig>, load: &Load, n: usi
     conn.peer_cert
 }
 
-// ---------------------------------------------------------------- the binary
-
-/// The binary, its stderr lines as they come, and a kill on drop so a failed
-/// test never leaves it running.
-struct Binary {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Binary {
-    fn start(args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("KUBECONFIG", "/nonexistent/rollguard-test-kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rollguard");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Binary {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Starts `serve` on loopback ports with `extra` flags and waits until
-    /// it is ready: (https, ops).
-    async fn serve(extra: &[&str]) -> (Binary, SocketAddr, SocketAddr) {
-        let mut args = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--prestop-handler",
-            "sleep",
-        ];
-        args.extend_from_slice(extra);
-        let mut binary = Binary::start(&args);
-        let https = binary.address_after("listening on https://");
-        let ops = binary.address_after("ops on http://");
-        wait_ready(ops).await;
-        (binary, https, ops)
-    }
-
-    fn address_after(&mut self, marker: &str) -> SocketAddr {
-        let find = |line: &str| -> Option<SocketAddr> {
-            let start = line.find(marker)? + marker.len();
-            let rest = &line[start..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        };
-        if let Some(found) = self.seen.iter().find_map(|line| find(line)) {
-            return found;
-        }
-        let deadline = Instant::now() + WAIT_BOUND;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = find(&line);
-                    self.seen.push(line);
-                    if let Some(found) = found {
-                        return found;
-                    }
-                }
-                Err(_) => panic!("no {marker} line; log:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn rest_of_log(&mut self) -> String {
-        let deadline = Instant::now() + WAIT_BOUND;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    async fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "rollguard did not exit in time");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------- rotation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,9 +562,12 @@ async fn a_certificate_rotated_the_kubelet_way_under_load_drops_no_request_and_a
         volume.publish(&third.cert_pem, &third.key_pem);
         probes = wait_for_cert(third.der.clone(), load.clone(), probes).await;
 
-        // At least ~2 s of load in all.
-        let rest = Duration::from_secs(2).saturating_sub(started.elapsed());
-        tokio::time::sleep(rest).await;
+        // At least 200 requests in all, however fast the machine.
+        let deadline = Instant::now() + WAIT_BOUND;
+        while load.ok.load(Ordering::SeqCst) < 200 {
+            assert!(Instant::now() < deadline, "no load: {:?}", load.failures());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         load.stop.store(true, Ordering::SeqCst);
         for worker in workers {
             worker.await.expect("worker");
@@ -809,7 +591,7 @@ async fn a_certificate_rotated_the_kubelet_way_under_load_drops_no_request_and_a
         );
 
         binary.terminate();
-        let status = binary.wait_exit(WAIT_BOUND).await;
+        let status = binary.wait_exit_async(WAIT_BOUND).await;
         let log = binary.rest_of_log();
         assert_eq!(status.code(), Some(0), "{log}");
         assert!(log.contains("serving certificate reloaded"), "{log}");
@@ -855,18 +637,16 @@ async fn sigterm_under_load_fails_readiness_at_once_serves_through_the_delay_and
         let signalled = Instant::now();
         load.mark.store(true, Ordering::SeqCst);
         binary.terminate();
-        let readiness_failed = loop {
+        loop {
             let (status, _) = http_get(ops, "/readyz").await.expect("readyz during the delay");
             if status == 503 {
-                break signalled.elapsed();
+                break;
             }
             assert!(signalled.elapsed() < WAIT_BOUND, "readiness never failed");
             tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        assert!(
-            readiness_failed < Duration::from_millis(100),
-            "readiness failed {readiness_failed:?} after SIGTERM"
-        );
+        }
+        // Requests answered between SIGTERM and the first failed readiness.
+        let before_unready = load.ok_after_mark.load(Ordering::SeqCst);
 
         // Load runs on through the delay, stopping a little before the
         // listener closes (by then the endpoints have moved elsewhere).
@@ -876,22 +656,30 @@ async fn sigterm_under_load_fails_readiness_at_once_serves_through_the_delay_and
         for worker in workers {
             worker.await.expect("worker");
         }
-        let status = binary.wait_exit(delay + drain + Duration::from_secs(2)).await;
+        let status = binary.wait_exit_async(delay + drain + Duration::from_secs(2)).await;
         let exited = signalled.elapsed();
         let log = binary.rest_of_log();
         assert_eq!(status.code(), Some(0), "{log}");
-        assert!(exited < delay + drain, "exit took {exited:?}");
+        // The drain ended when the connections closed, not at its bound.
+        assert!(!log.contains("still open after the drain bound"), "{log}");
         assert!(log.contains("shutdown complete"), "{log}");
 
         let failures = load.failures();
         assert!(failures.is_empty(), "failed requests: {failures:#?}");
         let during_delay = load.ok_after_mark.load(Ordering::SeqCst);
         assert!(during_delay >= 20, "only {during_delay} requests during the delay");
+        // Readiness failed at once: most of the delay's requests were
+        // answered after it failed (each on a new connection by then), not
+        // before (on kept-alive ones).
+        assert!(
+            before_unready <= during_delay - before_unready,
+            "readiness failed after {before_unready} of the {during_delay} requests of the delay"
+        );
         // Busy keep-alive connections were told to close and reconnected.
         let closes = load.closes.load(Ordering::SeqCst);
         assert!(closes >= 3, "{closes} Connection: close answers");
         eprintln!(
-            "drain: readiness failed after {readiness_failed:?}; {} requests in all, {during_delay} during the delay, {closes} connections closed by Connection: close, 0 failed; exit 0 after {exited:?}",
+            "drain: readiness failed after {before_unready} requests; {} requests in all, {during_delay} during the delay, {closes} connections closed by Connection: close, 0 failed; exit 0 after {exited:?}",
             load.ok.load(Ordering::SeqCst)
         );
     })
@@ -911,7 +699,7 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_are_answered() {
         let dir = TempDir::new();
         let cert = dir.write("tls.crt", &serving.cert_pem);
         let key = dir.write("tls.key", &serving.key_pem);
-        let client_ca = dir.write("client-ca.crt", &clients_ca.pem());
+        let client_ca = dir.write("client-ca.crt", clients_ca.pem());
         let (mut binary, https, ops) = Binary::serve(&[
             "--tls-cert",
             cert.to_str().expect("utf-8"),
@@ -955,7 +743,7 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_are_answered() {
             1.0
         );
         binary.terminate();
-        let status = binary.wait_exit(WAIT_BOUND).await;
+        let status = binary.wait_exit_async(WAIT_BOUND).await;
         assert_eq!(status.code(), Some(0), "{}", binary.rest_of_log());
     })
     .await;
@@ -965,7 +753,7 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_are_answered() {
 fn an_unusable_client_ca_stops_serve_with_code_2_naming_the_file() {
     let dir = TempDir::new();
     let not_a_ca = dir.write("client-ca.crt", "hello\n");
-    let mut binary = Binary::start(&[
+    let (code, log) = run_to_exit(&[
         "serve",
         "--self-signed",
         "--client-ca",
@@ -977,92 +765,19 @@ fn an_unusable_client_ca_stops_serve_with_code_2_naming_the_file() {
         "--prestop-handler",
         "sleep",
     ]);
-    let deadline = Instant::now() + WAIT_BOUND;
-    let status = loop {
-        if let Some(status) = binary.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "rollguard did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = binary.rest_of_log();
-    assert_eq!(status.code(), Some(2), "{log}");
+    assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("client-ca.crt"), "{log}");
 }
 
 // ---------------------------------------------------------------- in-process server
 
-struct TestServer {
-    https: SocketAddr,
-    ops: SocketAddr,
-    config: Arc<ClientConfig>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), ServerError>>,
-}
-
-async fn start(state: AppState, timeouts: Timeouts) -> TestServer {
-    let generated = tls::self_signed().expect("self-signed certificate");
-    let tls_config =
-        tls::server_config(tls::CertResolver::new(generated.certified_key)).expect("TLS config");
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ops_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let https = tls_listener.local_addr().expect("address");
-    let ops = ops_listener.local_addr().expect("address");
-    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
-    let options = RunOptions {
-        tls_config,
-        state,
-        timeouts,
-    };
-    let task = tokio::spawn(server::run(
-        tls_listener,
-        ops_listener,
-        options,
-        async move {
-            let _ = shutdown_requested.await;
-        },
-    ));
-    wait_ready(ops).await;
-    TestServer {
-        https,
-        ops,
-        config: client_config(&[&generated.cert_pem], None),
-        shutdown: Some(shutdown),
-        task,
-    }
-}
-
-fn quick_timeouts() -> Timeouts {
-    Timeouts {
-        shutdown_delay: Duration::ZERO,
-        drain: Duration::from_secs(2),
-        ..Timeouts::default()
-    }
-}
-
 impl TestServer {
-    fn request_shutdown(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-
-    async fn stop(mut self) {
-        self.request_shutdown();
-        tokio::time::timeout(WAIT_BOUND, &mut self.task)
-            .await
-            .expect("server did not stop in time")
-            .expect("server task panicked")
-            .expect("clean stop");
+    fn config(&self) -> Arc<ClientConfig> {
+        client_config(&[&self.cert_pem], None)
     }
 
     async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(self.https).await.expect("connect");
-        let name = ServerName::try_from("localhost").expect("server name");
-        TlsConnector::from(self.config.clone())
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake")
+        support::tls::tls_connect(self.https, self.config()).await
     }
 
     /// One raw HTTP/1.1 exchange on a new connection.
@@ -1082,7 +797,7 @@ impl TestServer {
     }
 
     async fn assert_healthy(&self, uid: &str) {
-        let mut conn = connect(self.https, &self.config).await.expect("connect");
+        let mut conn = connect(self.https, &self.config()).await.expect("connect");
         let review = with_uid(fixture("deployment-create"), uid);
         let answer = conn
             .post("/validate", body(&review))
@@ -1090,54 +805,6 @@ impl TestServer {
             .expect("request");
         check_answer(&answer, uid).expect("a valid review is answered");
     }
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length body.
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> (u16, String, Vec<u8>) {
-    let mut buffer = Vec::new();
-    let head_end = loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).await.expect("read response");
-        assert!(read > 0, "connection closed before a full response head");
-        buffer.extend_from_slice(&chunk[..read]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("content-length");
-    let mut body = buffer[head_end..].to_vec();
-    while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).await.expect("read body");
-        assert!(read > 0, "connection closed mid-body");
-        body.extend_from_slice(&chunk[..read]);
-    }
-    (status, head, body)
-}
-
-/// Waits until the peer closes `stream` (EOF or reset), within `bound`.
-async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, bound: Duration) -> bool {
-    let mut chunk = [0u8; 1024];
-    tokio::time::timeout(bound, async {
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 // ---------------------------------------------------------------- bad input
@@ -1258,9 +925,12 @@ async fn a_corpus_of_bad_input_gets_the_right_status_and_the_server_stays_health
         server.assert_healthy("after-10-mib").await;
 
         // Headers at one byte per 200 ms: cut at the 800 ms header deadline,
-        // which is not renewed by each byte.
+        // which is not renewed by each byte. On tokio's paused clock, which
+        // the server's timers run on: the bound is measured, not the
+        // machine's speed.
         let mut slow = server.tls().await;
-        let started = Instant::now();
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
         let request = b"POST /validate HTTP/1.1\r\nHost: localhost\r\n";
         let mut cut = false;
         for byte in request {
@@ -1283,6 +953,7 @@ async fn a_corpus_of_bad_input_gets_the_right_status_and_the_server_stays_health
             assert!(started.elapsed() < WAIT_BOUND);
         }
         let slow_cut_after = started.elapsed();
+        tokio::time::resume();
         assert!(cut, "the slow client was never cut off");
         assert!(
             slow_cut_after >= Duration::from_millis(700) && slow_cut_after < Duration::from_secs(3),
@@ -1309,7 +980,7 @@ async fn a_corpus_of_bad_input_gets_the_right_status_and_the_server_stays_health
             "bad input: {} cases answered 400, 10 MiB answered 413, slow headers cut after {slow_cut_after:?}",
             corpus.len()
         );
-        server.stop().await;
+        server.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -1321,25 +992,11 @@ async fn a_trickled_body_is_cut_at_the_api_servers_timeout_with_408() {
             .with_request_timeout(Duration::from_secs(3));
         let metrics = state.metrics.clone();
         let server = start(state, quick_timeouts()).await;
-        let mut stream = server.tls().await;
-        stream
-            .write_all(
-                b"POST /validate?timeout=1s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
-            )
-            .await
-            .expect("write head");
-        let started = Instant::now();
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let trickle = tokio::spawn(async move {
-            for _ in 0..200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if writer.write_all(b" ").await.is_err() {
-                    break;
-                }
-            }
-        });
-        let (status, head, _) = read_response(&mut reader).await;
-        let cut_after = started.elapsed();
+        let (status, head, cut_after, mut reader) = trickle(
+            &server,
+            "POST /validate?timeout=1s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .await;
         assert_eq!(status, 408);
         assert!(head.contains("connection: close"), "{head}");
         // The query's 1 s, not the server's 3 s bound.
@@ -1348,18 +1005,14 @@ async fn a_trickled_body_is_cut_at_the_api_servers_timeout_with_408() {
             "{cut_after:?}"
         );
         assert!(closed_within(&mut reader, WAIT_BOUND).await);
-        trickle.abort();
 
         // Without a query the server's own bound applies.
-        let mut stream = server.tls().await;
-        stream
-            .write_all(b"POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n{")
-            .await
-            .expect("write head");
-        let started = Instant::now();
-        let (status, _, _) = read_response(&mut stream).await;
+        let (status, _, bound_after, _) = trickle(
+            &server,
+            "POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .await;
         assert_eq!(status, 408);
-        let bound_after = started.elapsed();
         assert!(
             bound_after >= Duration::from_millis(2900) && bound_after < Duration::from_secs(5),
             "{bound_after:?}"
@@ -1371,9 +1024,46 @@ async fn a_trickled_body_is_cut_at_the_api_servers_timeout_with_408() {
             scraped.sum("rollguard_admission_requests_total", &[("outcome", "timeout")]),
             2.0
         );
-        server.stop().await;
+        server.stop().await.expect("clean stop");
     })
     .await;
+}
+
+/// Sends `head` (declaring a body longer than what follows) and `{`, then a
+/// byte every 50 ms until the server answers: its status and head, when it
+/// answered, and the reading half of the connection. Time is tokio's paused
+/// clock, which the server's request budget runs on: the bound is measured,
+/// not the machine's speed.
+async fn trickle(
+    server: &TestServer,
+    head: &str,
+) -> (
+    u16,
+    String,
+    Duration,
+    tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+) {
+    let mut stream = server.tls().await;
+    stream
+        .write_all(format!("{head}{{").as_bytes())
+        .await
+        .expect("write head");
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let (status, head, _) = read_response(&mut reader).await;
+    let answered_after = started.elapsed();
+    tokio::time::resume();
+    trickle.abort();
+    (status, head, answered_after, reader)
 }
 
 // ---------------------------------------------------------------- limits
@@ -1386,8 +1076,12 @@ async fn at_the_cap_the_idlest_connection_makes_room_and_busy_ones_are_kept() {
             ..quick_timeouts()
         };
         let server = start(AppState::new(PolicyConfig::default()), timeouts).await;
-        let mut first = connect(server.https, &server.config).await.expect("first");
-        let mut second = connect(server.https, &server.config).await.expect("second");
+        let mut first = connect(server.https, &server.config())
+            .await
+            .expect("first");
+        let mut second = connect(server.https, &server.config())
+            .await
+            .expect("second");
         // The second connection answered last: the first is the idlest.
         let review = with_uid(fixture("deployment-create"), "at-cap");
         let answer = second
@@ -1401,7 +1095,7 @@ async fn at_the_cap_the_idlest_connection_makes_room_and_busy_ones_are_kept() {
         let tcp = TcpStream::connect(server.https).await.expect("connect");
         let third = tokio::time::timeout(
             WAIT_BOUND,
-            TlsConnector::from(server.config.clone()).connect(name, tcp),
+            TlsConnector::from(server.config()).connect(name, tcp),
         )
         .await
         .expect("the third connection is served although two were open")
@@ -1419,7 +1113,7 @@ async fn at_the_cap_the_idlest_connection_makes_room_and_busy_ones_are_kept() {
         check_answer(&answer, "after").expect("answered");
         drop(third);
         drop(second);
-        server.stop().await;
+        server.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -1432,7 +1126,7 @@ async fn once_shutting_down_http1_answers_carry_connection_close() {
             ..quick_timeouts()
         };
         let mut server = start(AppState::new(PolicyConfig::default()), timeouts).await;
-        let mut conn = connect(server.https, &server.config)
+        let mut conn = connect(server.https, &server.config())
             .await
             .expect("connect");
         let review = with_uid(fixture("deployment-create"), "before");
@@ -1458,7 +1152,7 @@ async fn once_shutting_down_http1_answers_carry_connection_close() {
             answer.close,
             "no Connection: close during the shutdown delay"
         );
-        server.stop().await;
+        server.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -1494,7 +1188,7 @@ async fn scraped_counters_equal_the_reviews_sent() {
             );
         }
 
-        let mut conn = connect(server.https, &server.config)
+        let mut conn = connect(server.https, &server.config())
             .await
             .expect("connect");
         // Expected counts, from what the answers say (audit annotations).
@@ -1656,7 +1350,7 @@ async fn scraped_counters_equal_the_reviews_sent() {
         assert_eq!(after.sum("rollguard_skipped_total", &[]), 1.0);
         assert_eq!(after.value("rollguard_connections_open", &[]), 1.0);
         drop(conn);
-        server.stop().await;
+        server.stop().await.expect("clean stop");
     })
     .await;
 }

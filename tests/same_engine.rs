@@ -1,6 +1,8 @@
 //! No second implementation: the webhook (through its HTTP handler) and
 //! `rollguard check` reach the same verdicts on the same objects.
 
+use std::path::Path;
+
 use axum::body::Body;
 use base64::Engine as _;
 use http_body_util::BodyExt;
@@ -46,8 +48,8 @@ async fn call(path: &str, review: &Value) -> Value {
 
 #[tokio::test]
 async fn webhook_and_check_agree_on_every_example() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
-    let inputs = expand(&["examples".to_string()]).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let inputs = expand(&[examples.display().to_string()]).unwrap();
     let options = CheckOptions {
         mode: Mode::Enforce,
         format: Format::Json,

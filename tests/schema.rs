@@ -3,7 +3,9 @@
 //! real kube-apiserver here. Needs `kubernetes-validate` (pip), which
 //! `.ci/run` installs.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
@@ -12,6 +14,8 @@ use rollguard::policy::{evaluate, EvalRequest, Mode, Stage};
 use rollguard::settings::{PrestopHandler, Settings};
 use rollguard::workload::WorkloadKind;
 use serde_json::Value;
+use support::fixtures;
+use support::temp::TempDir;
 
 /// Native `preStop.sleep` needs 1.30; exec sleep works everywhere.
 const SLEEP_VERSIONS: &[u32] = &[30, 33, 36, 37];
@@ -29,14 +33,12 @@ fn settings(handler: PrestopHandler) -> Settings {
 }
 
 fn fixture_objects(handler: PrestopHandler) -> Vec<Admitted> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
     let config = PolicyConfig {
         settings: settings(handler),
         audit_only: false,
     };
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for path in fixtures::admission_review_paths() {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let review: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let reply = answer(Route::Mutate, &std::fs::read(&path).unwrap(), &config);
@@ -60,13 +62,8 @@ fn fixture_objects(handler: PrestopHandler) -> Vec<Admitted> {
 }
 
 fn example_objects(handler: PrestopHandler) -> Vec<Admitted> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
+    for path in fixtures::example_paths() {
         let object: Value =
             serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let Some(kind) = WorkloadKind::from_object(&object) else {
@@ -88,14 +85,15 @@ fn example_objects(handler: PrestopHandler) -> Vec<Admitted> {
     out
 }
 
-fn write_all(tag: &str, objects: &[Admitted]) -> Vec<(PathBuf, u32)> {
-    let dir = std::env::temp_dir().join(format!("rollguard-schema-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The objects as files in `dir`, each with its oldest Kubernetes minor.
+fn write_all(dir: &TempDir, objects: &[Admitted]) -> Vec<(PathBuf, u32)> {
     objects
         .iter()
         .map(|(name, object, since)| {
-            let path = dir.join(format!("{name}.json"));
-            std::fs::write(&path, serde_json::to_vec_pretty(object).unwrap()).unwrap();
+            let path = dir.write(
+                &format!("{name}.json"),
+                serde_json::to_vec_pretty(object).unwrap(),
+            );
             (path, *since)
         })
         .collect()
@@ -129,12 +127,14 @@ fn admitted_objects_with_native_sleep_are_schema_valid() {
     let mut objects = fixture_objects(PrestopHandler::Sleep);
     objects.extend(example_objects(PrestopHandler::Sleep));
     assert!(objects.len() > 25);
-    validate(SLEEP_VERSIONS, &write_all("sleep", &objects));
+    let dir = TempDir::new();
+    validate(SLEEP_VERSIONS, &write_all(&dir, &objects));
 }
 
 #[test]
 fn admitted_objects_with_exec_sleep_are_schema_valid_back_to_1_25() {
     let mut objects = fixture_objects(PrestopHandler::Exec);
     objects.extend(example_objects(PrestopHandler::Exec));
-    validate(EXEC_VERSIONS, &write_all("exec", &objects));
+    let dir = TempDir::new();
+    validate(EXEC_VERSIONS, &write_all(&dir, &objects));
 }

@@ -2,16 +2,12 @@
 //! figures as written and as admitted, and its SVGs render in a browser
 //! (headless Chromium; skipped when it is not installed).
 
-use std::path::Path;
+mod support;
+
 use std::process::Command;
 
-fn rollguard(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rollguard"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use support::binary::output as rollguard;
+use support::temp::TempDir;
 
 #[test]
 fn simulate_examples_shows_each_rollout_before_and_after() {
@@ -35,7 +31,7 @@ fn simulate_examples_shows_each_rollout_before_and_after() {
 
 #[test]
 fn simulate_reads_stdin_and_reports_bad_yaml_without_stopping() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollguard"))
+    let mut child = support::binary::command()
         .args(["simulate", "--never-ready", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -65,7 +61,8 @@ fn svg_needs_an_output_directory() {
 #[test]
 fn svgs_are_written_and_render_in_chromium() {
     // A directory that does not exist yet: simulate creates it.
-    let dir = std::env::temp_dir().join(format!("rollguard-simulate-{}/svg", std::process::id()));
+    let temp = TempDir::new();
+    let dir = temp.path().join("svg");
     let out = rollguard(&[
         "simulate",
         "examples/01-stateful-ingester.yaml",
@@ -85,7 +82,7 @@ fn svgs_are_written_and_render_in_chromium() {
     assert!(text.trim_end().ends_with("</svg>"));
     // 3 old + 3 new lanes, each with at least one state rectangle.
     assert!(text.matches("<rect x=").count() >= 6 + 5);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/render-svg.sh");
+    let script = support::fixtures::root().join("scripts/render-svg.sh");
     let png_dir = dir.join("png");
     let rendered = Command::new("sh")
         .arg(script)
@@ -104,5 +101,4 @@ fn svgs_are_written_and_render_in_chromium() {
         let png = std::fs::read(png_dir.join("deployment_metrics_ingester.admitted.png")).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     }
-    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }

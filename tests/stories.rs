@@ -1,17 +1,14 @@
 //! The four stories rollguard comes from, as realistic manifests under
 //! `examples/`, with the exact fields rollguard admits.
 
+mod support;
+
 use rollguard::policy::{evaluate, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
 use rollguard::rules::Rule;
 use rollguard::settings::Settings;
 use rollguard::workload::WorkloadKind;
 use serde_json::{json, Value};
-
-fn example(name: &str) -> Value {
-    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_saphyr::from_str(&text).unwrap()
-}
+use support::fixtures::example;
 
 fn enforce(object: &Value) -> Verdict {
     let kind = WorkloadKind::from_object(object).unwrap();
