@@ -7,7 +7,6 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{CheckError, ObjectReport, Summary};
-use crate::annotations::ObjectMode;
 use crate::policy::{EffectiveMode, Mode};
 use crate::rules::Action;
 
@@ -65,49 +64,6 @@ impl std::str::FromStr for Format {
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
-    }
-}
-
-// The modes' words, as reports print them, `--mode` reads them and
-// namespaces' `rollguard.io/mode` labels spell them; an object's own mode
-// uses the annotation's words. (Their home is `policy`, beside the types.)
-impl EffectiveMode {
-    pub const ALL: [EffectiveMode; 3] = [
-        EffectiveMode::Enforce,
-        EffectiveMode::Audit,
-        EffectiveMode::Off,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            EffectiveMode::Enforce => "enforce",
-            EffectiveMode::Audit => ObjectMode::Audit.label(),
-            EffectiveMode::Off => ObjectMode::Off.label(),
-        }
-    }
-}
-
-impl std::str::FromStr for EffectiveMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EffectiveMode::ALL
-            .into_iter()
-            .find(|mode| mode.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown mode {s:?}: accepted values are {}",
-                    EffectiveMode::ALL.map(EffectiveMode::label).join(", ")
-                )
-            })
-    }
-}
-
-impl From<Mode> for EffectiveMode {
-    fn from(mode: Mode) -> EffectiveMode {
-        match mode {
-            Mode::Enforce => EffectiveMode::Enforce,
-            Mode::Audit => EffectiveMode::Audit,
-        }
     }
 }
 

@@ -52,6 +52,49 @@ pub enum EffectiveMode {
     Off,
 }
 
+// The modes' words, as reports print them, `--mode` reads them and
+// namespaces' `rollguard.io/mode` labels spell them; an object's own mode
+// uses the annotation's words.
+impl EffectiveMode {
+    pub const ALL: [EffectiveMode; 3] = [
+        EffectiveMode::Enforce,
+        EffectiveMode::Audit,
+        EffectiveMode::Off,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EffectiveMode::Enforce => "enforce",
+            EffectiveMode::Audit => ObjectMode::Audit.label(),
+            EffectiveMode::Off => ObjectMode::Off.label(),
+        }
+    }
+}
+
+impl std::str::FromStr for EffectiveMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EffectiveMode::ALL
+            .into_iter()
+            .find(|mode| mode.label() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown mode {s:?}: accepted values are {}",
+                    EffectiveMode::ALL.map(EffectiveMode::label).join(", ")
+                )
+            })
+    }
+}
+
+impl From<Mode> for EffectiveMode {
+    fn from(mode: Mode) -> EffectiveMode {
+        match mode {
+            Mode::Enforce => EffectiveMode::Enforce,
+            Mode::Audit => EffectiveMode::Audit,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct EvalRequest<'a> {
     pub kind: WorkloadKind,
