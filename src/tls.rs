@@ -64,17 +64,10 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Loads a certificate chain and its private key from PEM files, and checks
-/// that the key belongs to the first certificate, so a mismatched Secret fails
-/// at start-up instead of at every handshake.
-pub fn load_pem_files(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let cert_bytes = read(cert_path, "certificate")?;
-    let key_bytes = read(key_path, "key")?;
-    parse_pem_pair(&cert_bytes, &key_bytes, cert_path, key_path)
-}
-
-/// [`load_pem_files`] on contents already read; the paths only name the
-/// files in errors.
+/// Reads a certificate chain and its private key from PEM contents already
+/// read (the paths only name the files in errors), and checks that the key
+/// belongs to the first certificate, so a mismatched Secret fails at start-up
+/// instead of at every handshake.
 pub fn parse_pem_pair(
     cert_bytes: &[u8],
     key_bytes: &[u8],
@@ -294,6 +287,13 @@ pub fn expiry(key: &CertifiedKey) -> Option<time::OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The certificate and key files, read and checked as the server does.
+    fn load_pem_files(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+        let cert_bytes = read(cert_path, "certificate")?;
+        let key_bytes = read(key_path, "key")?;
+        parse_pem_pair(&cert_bytes, &key_bytes, cert_path, key_path)
+    }
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

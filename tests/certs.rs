@@ -55,7 +55,9 @@ fn client_trusting(ca_pem: &str) -> reqwest::Client {
 async fn a_server_with_the_generated_pair_is_trusted_through_the_ca_for_the_service_names() {
     let generated = generate();
     let dir = generated.path();
-    let key = tls::load_pem_files(&dir.join("tls.crt"), &dir.join("tls.key"))
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let read = |path: &std::path::Path| std::fs::read(path).expect("a generated file");
+    let key = tls::parse_pem_pair(&read(&cert), &read(&key), &cert, &key)
         .expect("the pair loads and matches");
     let tls_config = tls::server_config(tls::CertResolver::new(key)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
