@@ -4,8 +4,10 @@
 //! parents) gives, and on every captured review the patch changes the object
 //! only where the engine writes.
 
+mod support;
+
 use proptest::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use rollguard::admission::PolicyConfig;
 use rollguard::patch::{self, Step, Write};
@@ -41,31 +43,6 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(step, 1..5)
 }
 
-/// Writes `value` at `path` in place, creating missing (or null) parent
-/// objects; false when the path runs through a scalar or a missing element.
-fn set_in_place(doc: &mut Value, path: &[Step], value: Value) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        *doc = value;
-        return true;
-    };
-    let child = match first {
-        Step::Key(key) => {
-            if doc.is_null() {
-                *doc = Value::Object(Map::new());
-            }
-            match doc.as_object_mut() {
-                Some(object) => object.entry(key.as_ref()).or_insert(Value::Null),
-                None => return false,
-            }
-        }
-        Step::Index(index) => match doc.as_array_mut().and_then(|a| a.get_mut(*index)) {
-            Some(child) => child,
-            None => return false,
-        },
-    };
-    set_in_place(child, rest, value)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
@@ -84,7 +61,7 @@ proptest! {
         let mut expected = doc.clone();
         let writable = writes
             .iter()
-            .all(|w| set_in_place(&mut expected, &w.path, w.value.clone().into_owned()));
+            .all(|w| support::json::set(&mut expected, &w.path, w.value.clone().into_owned()));
         match patch::build(&doc, &writes) {
             Ok(patch) => {
                 let mut patched = doc.clone();

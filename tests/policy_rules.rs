@@ -1,6 +1,8 @@
 //! Every rule of POLICY.md, in both directions: it fires where the contract
 //! says, and stays quiet where it does not.
 
+mod support;
+
 use rollguard::patch::{self, Step};
 use rollguard::policy::{evaluate, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
 use rollguard::rules::{Action, Rule};
@@ -48,30 +50,6 @@ fn pod() -> Value {
     })
 }
 
-/// Sets `value` at `path`, creating missing (or null) parent objects.
-fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        *doc = value;
-        return true;
-    };
-    let child = match first {
-        Step::Key(key) => {
-            if doc.is_null() {
-                *doc = Value::Object(serde_json::Map::new());
-            }
-            match doc.as_object_mut() {
-                Some(object) => object.entry(key.as_ref()).or_insert(Value::Null),
-                None => return false,
-            }
-        }
-        Step::Index(index) => match doc.as_array_mut().and_then(|a| a.get_mut(*index)) {
-            Some(child) => child,
-            None => return false,
-        },
-    };
-    set(child, rest, value)
-}
-
 /// Sets a field by JSON pointer (`~1` for `/` in keys); `null` removes it.
 fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
     for (pointer, value) in changes {
@@ -97,11 +75,11 @@ fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
             {
                 let mut map = map;
                 map.remove(key.as_ref());
-                assert!(set(&mut object, parent, Value::Object(map)));
+                assert!(support::json::set(&mut object, parent, Value::Object(map)));
             }
         } else {
             assert!(
-                set(&mut object, &steps, value.clone()),
+                support::json::set(&mut object, &steps, value.clone()),
                 "cannot set {pointer}"
             );
         }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod binary;
 pub mod fixtures;
 pub mod http;
+pub mod json;
 pub mod net;
 pub mod server;
 pub mod temp;
