@@ -33,7 +33,7 @@ use tokio_rustls::TlsConnector;
 
 use rollguard::admission::PolicyConfig;
 use rollguard::server::{AppState, Timeouts};
-use support::binary::{run_to_exit, Binary};
+use support::binary::{run_to_exit, Binary, LOOPBACK_SERVE};
 use support::fixtures::admission_review as fixture;
 use support::http::{closed_within, http_get, read_response};
 use support::server::{quick_timeouts, start, TestServer};
@@ -753,18 +753,13 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_are_answered() {
 fn an_unusable_client_ca_stops_serve_with_code_2_naming_the_file() {
     let dir = TempDir::new();
     let not_a_ca = dir.write("client-ca.crt", "hello\n");
-    let (code, log) = run_to_exit(&[
-        "serve",
+    let mut args = LOOPBACK_SERVE.to_vec();
+    args.extend([
         "--self-signed",
         "--client-ca",
         not_a_ca.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--ops-listen",
-        "127.0.0.1:0",
-        "--prestop-handler",
-        "sleep",
     ]);
+    let (code, log) = run_to_exit(&args);
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("client-ca.crt"), "{log}");
 }

@@ -41,6 +41,18 @@ pub struct Binary {
     seen: Vec<String>,
 }
 
+/// `serve` on loopback ports picked by the system, with the native preStop
+/// sleep (no kube-apiserver version to detect).
+pub const LOOPBACK_SERVE: [&str; 7] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--ops-listen",
+    "127.0.0.1:0",
+    "--prestop-handler",
+    "sleep",
+];
+
 impl Binary {
     pub fn start(args: &[&str]) -> Binary {
         let mut child = command()
@@ -71,15 +83,7 @@ impl Binary {
     /// Starts `serve` on loopback ports with `extra` flags and waits until
     /// it is ready: (https, ops).
     pub async fn serve(extra: &[&str]) -> (Binary, SocketAddr, SocketAddr) {
-        let mut args = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--prestop-handler",
-            "sleep",
-        ];
+        let mut args = LOOPBACK_SERVE.to_vec();
         args.extend_from_slice(extra);
         let mut binary = Binary::start(&args);
         let https = binary.address_after("listening on https://");
