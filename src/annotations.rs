@@ -59,15 +59,12 @@ impl Profile {
 impl FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Profile::ALL
-            .into_iter()
-            .find(|profile| profile.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "accepted values are {}",
-                    Profile::ALL.map(Profile::label).join(", ")
-                )
-            })
+        crate::label::parse(&Profile::ALL, Profile::label, s).ok_or_else(|| {
+            format!(
+                "accepted values are {}",
+                crate::label::list(&Profile::ALL, Profile::label)
+            )
+        })
     }
 }
 
@@ -93,15 +90,12 @@ impl ObjectMode {
 impl FromStr for ObjectMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ObjectMode::ALL
-            .into_iter()
-            .find(|mode| mode.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "accepted values are {} (an object can only lower its namespace's mode)",
-                    ObjectMode::ALL.map(ObjectMode::label).join(", ")
-                )
-            })
+        crate::label::parse(&ObjectMode::ALL, ObjectMode::label, s).ok_or_else(|| {
+            format!(
+                "accepted values are {} (an object can only lower its namespace's mode)",
+                crate::label::list(&ObjectMode::ALL, ObjectMode::label)
+            )
+        })
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) mod connections;
 pub(crate) mod duration;
 pub(crate) mod evaluation_pool;
 pub(crate) mod k8s_semantics;
+pub(crate) mod label;
 pub mod metrics;
 pub(crate) mod outcome;
 pub mod patch;

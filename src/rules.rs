@@ -44,10 +44,7 @@ impl fmt::Display for Action {
 impl FromStr for Action {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Action::ALL
-            .into_iter()
-            .find(|action| action.label() == s)
-            .ok_or_else(|| format!(
+        crate::label::parse(&Action::ALL, Action::label, s).ok_or_else(|| format!(
                 "unknown rule action {s:?}: accepted values are apply (mutation rules), deny (validation rules), warn, off"
             ))
     }

@@ -33,15 +33,12 @@ impl PrestopHandler {
 impl FromStr for PrestopHandler {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PrestopHandler::ALL
-            .into_iter()
-            .find(|handler| handler.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown preStop handler {s:?}: accepted values are {}",
-                    PrestopHandler::ALL.map(PrestopHandler::label).join(", ")
-                )
-            })
+        crate::label::parse(&PrestopHandler::ALL, PrestopHandler::label, s).ok_or_else(|| {
+            format!(
+                "unknown preStop handler {s:?}: accepted values are {}",
+                crate::label::list(&PrestopHandler::ALL, PrestopHandler::label)
+            )
+        })
     }
 }
 

@@ -49,15 +49,12 @@ impl Format {
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|format| format.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown output format {s:?}: accepted values are {}",
-                    Format::ALL.map(Format::label).join(", ")
-                )
-            })
+        crate::label::parse(&Format::ALL, Format::label, s).ok_or_else(|| {
+            format!(
+                "unknown output format {s:?}: accepted values are {}",
+                crate::label::list(&Format::ALL, Format::label)
+            )
+        })
     }
 }
 

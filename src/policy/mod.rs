@@ -74,15 +74,12 @@ impl EffectiveMode {
 impl std::str::FromStr for EffectiveMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EffectiveMode::ALL
-            .into_iter()
-            .find(|mode| mode.label() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown mode {s:?}: accepted values are {}",
-                    EffectiveMode::ALL.map(EffectiveMode::label).join(", ")
-                )
-            })
+        crate::label::parse(&EffectiveMode::ALL, EffectiveMode::label, s).ok_or_else(|| {
+            format!(
+                "unknown mode {s:?}: accepted values are {}",
+                crate::label::list(&EffectiveMode::ALL, EffectiveMode::label)
+            )
+        })
     }
 }
 
