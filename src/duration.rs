@@ -45,6 +45,24 @@ pub fn parse_seconds(text: &str) -> Result<i64, DurationError> {
     bounded(total)
 }
 
+/// Parses a duration flag: the forms of [`parse_seconds`], or whole
+/// milliseconds (`250ms`) for the operational timeouts.
+pub fn parse_flag(text: &str) -> Result<Duration, String> {
+    if let Some(millis) = text.trim().strip_suffix("ms") {
+        if !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
+            return millis
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| "number too large".to_string());
+        }
+    }
+    let seconds =
+        parse_seconds(text).map_err(|err| format!("{err}; accepted forms: {ACCEPTED_FORMS}"))?;
+    u64::try_from(seconds)
+        .map(Duration::from_secs)
+        .map_err(|_| "duration cannot be negative".to_string())
+}
+
 /// Parses Go's `time.Duration` text (`10s`, `1m30s`, `1.5s`, `500ms`), the
 /// form the API server writes; None for anything else, a sign included.
 pub fn parse_go(text: &str) -> Option<Duration> {

@@ -3,7 +3,6 @@
 //! typed view does not know is left as it was.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
@@ -69,19 +68,77 @@ pub struct Unwritable {
 /// Every field the view does not name is left as it was by construction:
 /// operations only name places below fields of the view.
 pub fn build(view: &Value, writes: &[Write<'_>]) -> Result<Patch, Unwritable> {
+    Ok(to_patch(plan(view, writes)?))
+}
+
+/// [`build`], and the patch applied to `view` (what the engine judges as
+/// admitted), each operation applied by its steps rather than by parsing
+/// its pointer back.
+pub fn build_and_apply(view: &mut Value, writes: &[Write<'_>]) -> Result<Patch, Unwritable> {
+    let operations = plan(view, writes)?;
+    for operation in &operations {
+        if !apply(view, &operation.path, operation.value.clone()) {
+            return Err(unwritable(&operation.path));
+        }
+    }
+    Ok(to_patch(operations))
+}
+
+/// Puts `value` at `path`, whose parent exists (an `add` or `replace` of
+/// the patch).
+fn apply(doc: &mut Value, path: &[Step], value: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        *doc = value;
+        return true;
+    };
+    let parent = parents.iter().try_fold(doc, |node, step| match step {
+        Step::Key(key) => node.get_mut(key.as_ref()),
+        Step::Index(index) => node.get_mut(*index),
+    });
+    match (parent, last) {
+        (Some(Value::Object(object)), Step::Key(key)) => {
+            object.insert(key.to_string(), value);
+            true
+        }
+        (Some(Value::Array(items)), Step::Index(index)) => match items.get_mut(*index) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn to_patch(operations: Vec<Operation>) -> Patch {
+    Patch(
+        operations
+            .into_iter()
+            .map(|op| {
+                let path = pointer(&op.path);
+                let value = op.value;
+                if op.add {
+                    PatchOperation::Add(AddOperation { path, value })
+                } else {
+                    PatchOperation::Replace(ReplaceOperation { path, value })
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The operations of [`build`], in order.
+fn plan(view: &Value, writes: &[Write<'_>]) -> Result<Vec<Operation>, Unwritable> {
     // Operations in write order; `None` where a later write replaced one.
     let mut operations: Vec<Option<Operation>> = Vec::new();
-    // Where each operation writes, for finding a parent or a place below in
-    // log time (a Pod with a thousand containers has thousands of writes).
-    let mut places: BTreeMap<Vec<Step>, usize> = BTreeMap::new();
+    // Where each operation writes, as a tree of steps: a write finds a parent
+    // operation, or operations below it, by walking its own path (a Pod with
+    // a thousand containers has thousands of writes).
+    let mut places = Place::default();
     for write in writes {
         // Below a parent an earlier operation creates, or at its place.
-        let parent = (0..=write.path.len()).find_map(|len| {
-            let index = *places.get(&write.path[..len])?;
-            let operation = operations[index].as_ref()?;
-            (operation.creates || len == write.path.len()).then_some(index)
-        });
-        if let Some(index) = parent {
+        if let Some(index) = places.covering(&write.path, &operations) {
             let operation = operations[index].as_mut().expect("a live operation");
             let below = &write.path[operation.path.len()..];
             if !set_within(
@@ -94,16 +151,7 @@ pub fn build(view: &Value, writes: &[Write<'_>]) -> Result<Patch, Unwritable> {
             continue;
         }
         // A write of a place that holds earlier writes replaces them.
-        let below: Vec<Vec<Step>> = places
-            .range(write.path.to_vec()..)
-            .take_while(|(path, _)| path.starts_with(&write.path))
-            .map(|(path, _)| path.clone())
-            .collect();
-        for path in below {
-            if let Some(index) = places.remove(&path) {
-                operations[index] = None;
-            }
-        }
+        places.at(&write.path).clear(&mut operations);
         let (present, here) = present_prefix(view, &write.path)?;
         let operation = if present == write.path.len() {
             if here == Some(write.value.as_ref()) {
@@ -131,24 +179,67 @@ pub fn build(view: &Value, writes: &[Write<'_>]) -> Result<Patch, Unwritable> {
                 creates: true,
             }
         };
-        places.insert(operation.path.clone(), operations.len());
+        places.at(&operation.path).operation = Some(operations.len());
         operations.push(Some(operation));
     }
-    Ok(Patch(
-        operations
-            .into_iter()
-            .flatten()
-            .map(|op| {
-                let path = pointer(&op.path);
-                let value = op.value;
-                if op.add {
-                    PatchOperation::Add(AddOperation { path, value })
-                } else {
-                    PatchOperation::Replace(ReplaceOperation { path, value })
+    Ok(operations.into_iter().flatten().collect())
+}
+
+/// A node of the tree of places operations write.
+#[derive(Default)]
+struct Place {
+    /// The operation that writes exactly here.
+    operation: Option<usize>,
+    /// Sorted by step, for a binary search.
+    children: Vec<(Step, Place)>,
+}
+
+impl Place {
+    /// The node at `path`, made where missing.
+    fn at(&mut self, path: &[Step]) -> &mut Place {
+        path.iter().fold(self, |place, step| {
+            let index = match place.children.binary_search_by(|(s, _)| s.cmp(step)) {
+                Ok(index) => index,
+                Err(index) => {
+                    place
+                        .children
+                        .insert(index, (step.clone(), Place::default()));
+                    index
                 }
-            })
-            .collect(),
-    ))
+            };
+            &mut place.children[index].1
+        })
+    }
+
+    /// The operation a write of `path` goes into: one that creates a parent
+    /// of `path`, or one that writes `path` itself.
+    fn covering(&self, path: &[Step], operations: &[Option<Operation>]) -> Option<usize> {
+        let mut place = self;
+        for (depth, step) in path.iter().enumerate() {
+            if let Some(index) = place.operation {
+                if operations[index].as_ref().is_some_and(|op| op.creates) {
+                    return Some(index);
+                }
+            }
+            let index = place.children.binary_search_by(|(s, _)| s.cmp(step)).ok()?;
+            place = &place.children[index].1;
+            if depth + 1 == path.len() {
+                return place.operation;
+            }
+        }
+        place.operation
+    }
+
+    /// Drops the operations at and below this place.
+    fn clear(&mut self, operations: &mut [Option<Operation>]) {
+        if let Some(index) = self.operation.take() {
+            operations[index] = None;
+        }
+        for (_, child) in &mut self.children {
+            child.clear(operations);
+        }
+        self.children.clear();
+    }
 }
 
 /// One operation of the patch being built.

@@ -7,19 +7,7 @@ use crate::duration;
 
 /// A duration as in annotations, or milliseconds (`250ms`).
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Some(millis) = text.trim().strip_suffix("ms") {
-        if !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
-            return millis
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| "number too large".to_string());
-        }
-    }
-    let seconds = duration::parse_seconds(text)
-        .map_err(|err| format!("{err}; accepted forms: {}", duration::ACCEPTED_FORMS))?;
-    u64::try_from(seconds)
-        .map(Duration::from_secs)
-        .map_err(|_| "duration cannot be negative".to_string())
+    duration::parse_flag(text)
 }
 
 pub(super) fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {

@@ -375,16 +375,11 @@ fn build_patch(
         return Ok((json_patch::Patch::default(), None));
     }
     let mut json = view.to_json();
-    let patch = patch::build(&json, writes)
+    let patch = patch::build_and_apply(&mut json, writes)
         .map_err(|err| EngineError::Unwritable { field: err.pointer })?;
     if patch.0.is_empty() {
         return Ok((patch, None));
     }
-    // The patch must apply to the view it was built from: the API server
-    // refuses one that does not apply to the object.
-    json_patch::patch(&mut json, &patch).map_err(|err| EngineError::Unwritable {
-        field: err.to_string(),
-    })?;
     let admitted = ObjectView::from_value(&json).map_err(|e| e.of(kind))?;
     Ok((patch, Some(admitted)))
 }
