@@ -127,7 +127,7 @@ fn answer_read_as(
     config: &PolicyConfig,
     reading: Reading,
 ) -> ReviewReply {
-    let request = match read_request(body, reading) {
+    let mut request = match read_request(body, reading) {
         Ok(request) => request,
         Err(message) => return plain(400, message, ReviewLog::default(), Outcome::BadRequest),
     };
@@ -145,11 +145,11 @@ fn answer_read_as(
         &request.kind.kind,
     )
     .filter(|kind| handles(*kind, &request.operation));
-    let (Some(kind), Some(object)) = (kind, request.object.as_ref()) else {
+    let (Some(kind), Some(object)) = (kind, request.object.take()) else {
         log.outcome = Outcome::Ignored;
         return reply(request.response(), log);
     };
-    let view = match object.read() {
+    let view = match object.into_view() {
         Ok(view) => view,
         // The envelope skipped the object's text quickly; reading it found
         // what a full parser refuses.
@@ -248,25 +248,47 @@ struct UserInfo {
     extra: Option<strict_json::StringLists>,
 }
 
-/// A review's object, not yet read: its JSON text, or a parsed document.
+/// A review's object: read in the envelope's own pass, or (when that pass
+/// failed) its JSON text or a parsed document, not yet read.
 enum Object<'a> {
+    View(Box<ObjectView>),
     Text(&'a RawValue),
     Document(Value),
 }
 
 impl Object<'_> {
-    fn read(&self) -> Result<ObjectView, ViewError> {
+    fn into_view(self) -> Result<ObjectView, ViewError> {
         match self {
+            Object::View(view) => Ok(*view),
             Object::Text(raw) => ObjectView::from_json(raw.get()),
-            Object::Document(value) => ObjectView::from_value(value),
+            Object::Document(value) => ObjectView::from_value(&value),
         }
     }
 
     fn is_json_object(&self) -> bool {
         match self {
+            Object::View(_) => true,
             Object::Text(raw) => raw.get().starts_with('{'),
             Object::Document(value) => value.is_object(),
         }
+    }
+
+    fn is_null(&self) -> bool {
+        match self {
+            Object::View(_) => false,
+            Object::Text(raw) => raw.get() == "null",
+            Object::Document(value) => value.is_null(),
+        }
+    }
+}
+
+/// The object read as the view in the envelope's pass: a JSON object only.
+struct InlineView(ObjectView);
+
+impl<'de> Deserialize<'de> for InlineView {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let view: Option<ObjectView> = crate::workload::json_object(deserializer)?;
+        Ok(InlineView(view.unwrap_or_default()))
     }
 }
 
@@ -296,11 +318,19 @@ fn read_request(body: &[u8], reading: Reading) -> Result<Request<Object<'_>>, St
     if reading == Reading::Everything {
         return whole(body);
     }
-    match strict_json::from_slice::<Review<&RawValue>>(body) {
-        Ok(review) => checked(review, Object::Text),
+    // One pass reads the envelope and the object's view.
+    match strict_json::from_slice::<Review<InlineView>>(body) {
+        Ok(review) => return checked(review, |inline| Object::View(Box::new(inline.0))),
         // A member written twice: derived readers refuse it, a parsed
         // document keeps the last value, as the API server's decoder does.
-        Err(_) if body.len() <= REREAD_LIMIT_BYTES => whole(body),
+        // It also reads the object only for the kinds rollguard handles.
+        Err(_) if body.len() <= REREAD_LIMIT_BYTES => return whole(body),
+        Err(_) => {}
+    }
+    // A large review that failed: the envelope first, then the object, to
+    // tell a malformed envelope (400) from an unreadable object (500).
+    match strict_json::from_slice::<Review<&RawValue>>(body) {
+        Ok(review) => checked(review, Object::Text),
         Err(err) if err.is_data() => Err(malformed(err)),
         Err(err) => Err(not_json(err)),
     }
@@ -343,10 +373,7 @@ fn checked<'a, O>(
         namespace: request.namespace,
         operation: request.operation,
         user_info: request.user_info,
-        object: request.object.map(object).filter(|o| match o {
-            Object::Document(value) => !value.is_null(),
-            Object::Text(raw) => raw.get() != "null",
-        }),
+        object: request.object.map(object).filter(|o| !o.is_null()),
         dry_run: request.dry_run,
     };
     if request.object.as_ref().is_some_and(|o| !o.is_json_object()) {
