@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::rules::{Rule, RuleKind};
+use crate::rules::Rule;
 
 /// The annotation contract: key, accepted values, meaning.
 pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
@@ -22,13 +22,6 @@ pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
 /// Duration syntax, shared by every duration annotation.
 pub const DURATION_FORMS: &str = "`20s`, `1m30s`, `40m`, `1h`, or a bare integer meaning seconds";
 
-fn kind_name(rule: Rule) -> &'static str {
-    match rule.kind() {
-        RuleKind::Mutation => "mutation",
-        RuleKind::Validation => "validation",
-    }
-}
-
 /// `rollguard rules`: one block per rule.
 pub fn rules_text() -> String {
     let mut out = String::new();
@@ -37,7 +30,7 @@ pub fn rules_text() -> String {
             out,
             "{:<28} {:<10} default: {}",
             rule.name(),
-            kind_name(*rule),
+            rule.kind().label(),
             rule.default_action()
         );
         let _ = writeln!(out, "    why:     {}", rule.why());
@@ -67,7 +60,7 @@ pub fn rules_markdown() -> String {
             out,
             "| [`{name}`](#{name}) | {kind} | `{action}` | {why} |",
             name = rule.name(),
-            kind = kind_name(*rule),
+            kind = rule.kind().label(),
             action = rule.default_action(),
             why = rule.why()
         );
@@ -88,7 +81,7 @@ pub fn rules_markdown() -> String {
             out,
             "\n## {name}\n\n- **Kind:** {kind}, default action `{action}`\n- **Why:** {why}\n- **Example:** `{example}`\n- **Fix:** {fix}\n",
             name = rule.name(),
-            kind = kind_name(*rule),
+            kind = rule.kind().label(),
             action = rule.default_action(),
             why = rule.why(),
             example = rule.example(),

@@ -201,7 +201,7 @@ impl Metrics {
                     for action in [Action::Deny, Action::Warn] {
                         let _ = violations.get_or_create(&ViolationLabels {
                             rule: rule.name(),
-                            action: action_label(action),
+                            action: action.label(),
                         });
                     }
                 }
@@ -250,7 +250,7 @@ impl Metrics {
             self.violations
                 .get_or_create(&ViolationLabels {
                     rule: rule.name(),
-                    action: action_label(*action),
+                    action: action.label(),
                 })
                 .inc();
         }
@@ -310,15 +310,6 @@ pub struct ConnectionGuard(Gauge);
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-fn action_label(action: Action) -> &'static str {
-    match action {
-        Action::Deny => "deny",
-        Action::Warn => "warn",
-        Action::Apply => "apply",
-        Action::Off => "off",
     }
 }
 
