@@ -210,42 +210,54 @@ struct Review<O> {
 
 /// The fields of kube's `AdmissionRequest`, with its types and required
 /// fields; `oldObject` and `options` (any JSON) are skipped, and the user's
-/// groups and extra are checked, not built.
+/// groups and extra are checked, not built. The `_` fields are only checked.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
 struct Request<O> {
     uid: String,
     kind: GroupVersionKind,
-    #[allow(dead_code)]
-    resource: GroupVersionResource,
-    #[allow(dead_code)]
-    sub_resource: Option<String>,
-    #[allow(dead_code)]
-    request_kind: Option<GroupVersionKind>,
-    #[allow(dead_code)]
-    request_resource: Option<GroupVersionResource>,
-    #[allow(dead_code)]
-    request_sub_resource: Option<String>,
     #[serde(default)]
     name: String,
     namespace: Option<String>,
     operation: Operation,
-    #[allow(dead_code)]
-    user_info: UserInfo,
     object: Option<O>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    dry_run: bool,
+    #[serde(rename = "resource")]
+    _resource: GroupVersionResource,
+    #[serde(rename = "subResource")]
+    _sub_resource: Option<String>,
+    #[serde(rename = "requestKind")]
+    _request_kind: Option<GroupVersionKind>,
+    #[serde(rename = "requestResource")]
+    _request_resource: Option<GroupVersionResource>,
+    #[serde(rename = "requestSubResource")]
+    _request_sub_resource: Option<String>,
+    #[serde(rename = "userInfo")]
+    _user_info: UserInfo,
+    #[serde(rename = "dryRun", default)]
+    _dry_run: bool,
 }
 
 /// `userInfo`: required, its fields typed as k8s-openapi types them.
 #[derive(Deserialize)]
-#[allow(dead_code)]
 struct UserInfo {
-    username: Option<String>,
-    uid: Option<String>,
-    groups: Option<strict_json::Strings>,
-    extra: Option<strict_json::StringLists>,
+    #[serde(rename = "username")]
+    _username: Option<String>,
+    #[serde(rename = "uid")]
+    _uid: Option<String>,
+    #[serde(rename = "groups")]
+    _groups: Option<strict_json::Strings>,
+    #[serde(rename = "extra")]
+    _extra: Option<strict_json::StringLists>,
+}
+
+/// What the rest of a review uses of its request.
+struct Reviewed<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    name: String,
+    namespace: Option<String>,
+    operation: Operation,
+    object: Option<Object<'a>>,
 }
 
 /// A review's object: read in the envelope's own pass, or (when that pass
@@ -292,7 +304,7 @@ impl<'de> Deserialize<'de> for InlineView {
     }
 }
 
-impl<'a> Request<Object<'a>> {
+impl Reviewed<'_> {
     /// The reply that allows the request, as kube's
     /// `AdmissionResponse::from(&AdmissionRequest)` makes it.
     fn response(&self) -> AdmissionResponse {
@@ -308,9 +320,9 @@ impl<'a> Request<Object<'a>> {
     }
 }
 
-fn read_request(body: &[u8], reading: Reading) -> Result<Request<Object<'_>>, String> {
+fn read_request(body: &[u8], reading: Reading) -> Result<Reviewed<'_>, String> {
     let not_json = |err: serde_json::Error| format!("request body is not JSON: {err}");
-    let whole = |body: &[u8]| -> Result<Request<Object<'static>>, String> {
+    let whole = |body: &[u8]| -> Result<Reviewed<'static>, String> {
         let value: Value = serde_json::from_slice(body).map_err(not_json)?;
         let review = Review::<Value>::deserialize(&value).map_err(malformed)?;
         checked(review, Object::Document)
@@ -346,7 +358,7 @@ fn malformed(err: serde_json::Error) -> String {
 fn checked<'a, O>(
     review: Review<O>,
     object: impl Fn(O) -> Object<'a>,
-) -> Result<Request<Object<'a>>, String> {
+) -> Result<Reviewed<'a>, String> {
     let api_version = review.api_version.as_deref().unwrap_or("");
     let kind = review.kind.as_deref().unwrap_or("");
     if kind != "AdmissionReview" || api_version != API_VERSION {
@@ -361,20 +373,13 @@ fn checked<'a, O>(
     if request.uid.is_empty() {
         return Err("AdmissionReview request has an empty uid".to_string());
     }
-    let request = Request {
+    let request = Reviewed {
         uid: request.uid,
         kind: request.kind,
-        resource: request.resource,
-        sub_resource: request.sub_resource,
-        request_kind: request.request_kind,
-        request_resource: request.request_resource,
-        request_sub_resource: request.request_sub_resource,
         name: request.name,
         namespace: request.namespace,
         operation: request.operation,
-        user_info: request.user_info,
         object: request.object.map(object).filter(|o| !o.is_null()),
-        dry_run: request.dry_run,
     };
     if request.object.as_ref().is_some_and(|o| !o.is_json_object()) {
         return Err("AdmissionReview request.object is not a JSON object".to_string());
@@ -421,7 +426,7 @@ fn patch_bytes(patch: &json_patch::Patch) -> Result<Vec<u8>, String> {
 }
 
 fn respond(
-    request: &Request<Object<'_>>,
+    request: &Reviewed<'_>,
     verdict: &Verdict,
     log: &mut ReviewLog,
 ) -> Result<AdmissionResponse, String> {
