@@ -18,7 +18,7 @@ use crate::policy::{self, EffectiveMode, EngineError, Mode, Stage, Verdict};
 use crate::rules::{Action, Rule};
 use crate::settings::Settings;
 use crate::strict_json;
-use crate::workload::{without_position, ObjectView, ViewError, WorkloadKind, REREAD_LIMIT_BYTES};
+use crate::workload::{without_position, ObjectView, ViewError, WorkloadKind};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 
@@ -319,6 +319,12 @@ impl Reviewed<'_> {
         response
     }
 }
+
+/// Reviews up to this size that the one-pass reader refuses are read once
+/// more through a parsed document (members written twice keep their last
+/// value, as the API server's decoder keeps them); parsing a whole document
+/// costs its size times a small factor, so larger ones are not.
+const REREAD_LIMIT_BYTES: usize = 256 * 1024;
 
 fn read_request(body: &[u8], reading: Reading) -> Result<Reviewed<'_>, String> {
     let not_json = |err: serde_json::Error| format!("request body is not JSON: {err}");

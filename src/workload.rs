@@ -440,33 +440,17 @@ impl ObjectView {
         }
     }
 
-    /// Reads the view from JSON text (the object of a review), naming the
-    /// field that cannot be read. A member written twice keeps its last
-    /// value, as the API server's decoder and a parsed document keep it.
+    /// Reads the view from JSON text (the object of a large review whose
+    /// envelope was read on its own), naming the field that cannot be read.
     pub fn from_json(text: &str) -> Result<ObjectView, ViewError> {
-        let first = crate::strict_json::from_str::<ObjectView>(text);
-        match first {
+        match crate::strict_json::from_str::<ObjectView>(text) {
             Ok(view) => Ok(view),
-            // Derived structs refuse a member written twice; a parsed
-            // document keeps the last, as the API server does. Parsing the
-            // whole object costs its size times a small factor, so only
-            // objects of a bounded size get the second reading.
-            Err(_) if text.len() <= REREAD_LIMIT_BYTES => match serde_json::from_str::<Value>(text)
-            {
-                Ok(value) => ObjectView::from_value(&value),
-                Err(error) => Err(ViewError {
-                    field: String::new(),
-                    not_json: true,
-                    reason: without_position(error),
-                }),
-            },
+            // Again, tracking the path, only to say where it failed.
             Err(_) => {
                 let mut deserializer = serde_json::Deserializer::from_str(text);
                 let strict = crate::strict_json::Strict(&mut deserializer);
-                match serde_path_to_error::deserialize::<_, ObjectView>(strict) {
-                    Ok(view) => Ok(view),
-                    Err(error) => Err(ViewError::from_path(error)),
-                }
+                serde_path_to_error::deserialize::<_, ObjectView>(strict)
+                    .map_err(ViewError::from_path)
             }
         }
     }
@@ -478,10 +462,6 @@ impl ObjectView {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
-
-/// Objects up to this size that a derived reader refuses are read once more
-/// through a parsed document (members written twice keep their last value).
-pub const REREAD_LIMIT_BYTES: usize = 256 * 1024;
 
 /// A typed view of one object.
 #[derive(Debug, Clone)]
