@@ -321,14 +321,6 @@ fn unwritable(path: &[Step]) -> Unwritable {
     }
 }
 
-/// Reads the value at `path`, if present.
-pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
-    path.iter().try_fold(doc, |node, step| match step {
-        Step::Key(key) => node.get(key.as_ref()),
-        Step::Index(index) => node.get(*index),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,12 +407,5 @@ mod tests {
         let view = json!({"spec": "text", "list": []});
         assert!(build(&view, &[write(&path!["spec", "x"], json!(1))]).is_err());
         assert!(build(&view, &[write(&path!["list", 0, "x"], json!(1))]).is_err());
-    }
-
-    #[test]
-    fn get_follows_keys_and_indexes() {
-        let doc = json!({"a": [{"b": 1}]});
-        assert_eq!(get(&doc, &path!["a", 0, "b"]), Some(&json!(1)));
-        assert_eq!(get(&doc, &path!["a", 1]), None);
     }
 }

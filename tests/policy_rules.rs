@@ -3,7 +3,7 @@
 
 mod support;
 
-use rollguard::patch::{self, Step};
+use rollguard::patch::Step;
 use rollguard::policy::{evaluate, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
 use rollguard::rules::{Action, Rule};
 use rollguard::settings::{PrestopHandler, Settings};
@@ -69,7 +69,7 @@ fn with(mut object: Value, changes: &[(&str, Value)]) -> Value {
             let Step::Key(key) = last else {
                 panic!("remove by key only")
             };
-            if let Some(map) = patch::get(&object, parent)
+            if let Some(map) = support::json::get(&object, parent)
                 .cloned()
                 .and_then(|p| p.as_object().cloned())
             {

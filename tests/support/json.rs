@@ -27,3 +27,11 @@ pub fn set(doc: &mut Value, path: &[Step], value: Value) -> bool {
     };
     set(child, rest, value)
 }
+
+/// The value at `path`, if present.
+pub fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(doc, |node, step| match step {
+        Step::Key(key) => node.get(key.as_ref()),
+        Step::Index(index) => node.get(*index),
+    })
+}
