@@ -282,7 +282,7 @@ fn invalid(dir: &Path, ids: &[String], version: &str) -> Vec<String> {
         .args(["--strict", "--quiet", "-k", version])
         .args(ids.iter().map(|id| dir.join(id)))
         .output()
-        .expect("kubernetes-validate is not installed: run `pip install kubernetes-validate` (.ci/run does)");
+        .expect("kubernetes-validate is not installed: run scripts/test-deps.sh (.ci/run does)");
     let report = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
     report

@@ -1061,8 +1061,7 @@ fn rendered_objects_are_schema_valid() {
             Command::new("kubernetes-validate")
                 .args(["--strict", "--quiet", "-k", version])
                 .args(&files),
-            "kubernetes-validate is not installed: run `pip install -r tests/requirements.txt` \
-             (.ci/run does)",
+            "kubernetes-validate is not installed: run scripts/test-deps.sh (.ci/run does)",
         );
         let report = finished.stdout + &finished.stderr;
         assert!(
