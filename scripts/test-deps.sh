@@ -3,7 +3,7 @@
 # official OpenAPI schemas) and Chromium (Debian, renders the simulate SVGs).
 set -eu
 cd "$(dirname "$0")/.."
-pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: chromium is missing; install it (apt-get install chromium) or run as root" >&2
