@@ -74,24 +74,34 @@ impl Violation {
     /// The short form for admission warnings (at most 120 characters): rule
     /// and field first, then as much of the detail as fits, cut only between
     /// words so no value is split. [`Violation::message`] is the full form.
+    ///
+    /// The detail ends with the consequence, so when the whole line does not
+    /// fit the field goes first (the audit annotation keeps it), and only
+    /// then is the detail cut.
     pub fn warning(&self, prefix: &str) -> String {
         let label = if self.waived { " (waived)" } else { "" };
-        short(&format!(
-            "{prefix}{}{label}: {}: {}",
-            self.rule,
-            short_field(&self.field),
-            self.detail
-        ))
+        let head = format!("{prefix}{}{label}", self.rule);
+        let full = format!("{head}: {}: {}", short_field(&self.field), self.detail);
+        if full.chars().count() <= MAX_WARNING_CHARS {
+            return full;
+        }
+        short(&format!("{head}: {}", self.detail))
     }
 }
 
-/// A field path without the pod-spec prefix every workload shares:
-/// `containers[app].lifecycle.preStop`.
+/// A field path without the prefixes every workload of a kind shares:
+/// `containers[app].lifecycle.preStop`, `maxUnavailable`, `minReadySeconds`.
 pub fn short_field(field: &str) -> &str {
-    field
-        .strip_prefix("spec.template.spec.")
-        .or_else(|| field.strip_prefix("spec.template."))
-        .unwrap_or(field)
+    [
+        "spec.template.spec.",
+        "spec.template.",
+        "spec.strategy.rollingUpdate.",
+        "spec.updateStrategy.rollingUpdate.",
+        "spec.",
+    ]
+    .iter()
+    .find_map(|prefix| field.strip_prefix(prefix))
+    .unwrap_or(field)
 }
 
 /// Cuts a message to at most [`MAX_WARNING_CHARS`] characters at the last
