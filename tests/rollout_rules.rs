@@ -15,13 +15,29 @@ use rollguard::workload::WorkloadKind;
 use serde_json::{json, Value};
 
 fn enforce(object: &Value) -> Verdict {
+    enforce_with(object, &Settings::default())
+}
+
+fn enforce_with(object: &Value, settings: &Settings) -> Verdict {
     let request = EvalRequest {
         kind: WorkloadKind::from_object(object).unwrap(),
         object,
         stage: Stage::Full,
         mode: Mode::Enforce,
     };
-    evaluate(&request, &Settings::default()).unwrap()
+    evaluate(&request, settings).unwrap()
+}
+
+/// Default settings, or `stateful-serial` only suggested: then nothing but
+/// the denials stands between a stateful object and parallel flushes.
+fn settings(serial_suggested_only: bool) -> Settings {
+    let mut settings = Settings::default();
+    if serial_suggested_only {
+        settings
+            .rule_actions
+            .insert(Rule::StatefulSerial, rollguard::rules::Action::Warn);
+    }
+    settings
 }
 
 fn int_or_percent() -> impl Strategy<Value = Value> {
@@ -152,8 +168,9 @@ proptest! {
     fn admitted_rollouts_flush_one_at_a_time_and_survive_a_broken_release(
         object in any_deployment(),
         ready_after in prop::sample::select(vec![0u32, 3, 30]),
+        serial_suggested_only in any::<bool>(),
     ) {
-        let verdict = enforce(&object);
+        let verdict = enforce_with(&object, &settings(serial_suggested_only));
         prop_assume!(!verdict.denied());
         let admitted = &verdict.admitted;
         let stateful = object.pointer("/metadata/annotations/rollguard.io~1profile") == Some(&json!("stateful"));

@@ -400,6 +400,19 @@ fn stopped_together(rollout: &Rollout, replicas: i32) -> i32 {
 /// percentage lets two pods go: 1% reaches 2 by 200 replicas.
 const SCALE_SEARCHED: std::ops::RangeInclusive<i32> = 1..=1000;
 
+/// The first count in [`SCALE_SEARCHED`] at which `together` exceeds 1, and
+/// its value. `together` never falls as replicas grow (percentages resolve
+/// monotonically, and at least one pod is always allowed), so the largest
+/// count answers first whether there is one at all.
+fn first_parallel_count(together: impl Fn(i32) -> i32) -> Option<(i32, i32)> {
+    if together(*SCALE_SEARCHED.end()) <= 1 {
+        return None;
+    }
+    SCALE_SEARCHED
+        .map(|n| (n, together(n)))
+        .find(|&(_, at_once)| at_once > 1)
+}
+
 /// `stateful-parallel` on the strategy as written: an autoscaler or `kubectl
 /// scale` changes replicas without the webhook, and a percentage with them.
 fn check_parallel_at_any_scale(rollout: &Rollout) -> Option<Finding> {
@@ -407,9 +420,7 @@ fn check_parallel_at_any_scale(rollout: &Rollout) -> Option<Finding> {
     let (replicas, together) = if now > 1 {
         (rollout.replicas, now)
     } else {
-        SCALE_SEARCHED
-            .map(|n| (n, stopped_together(rollout, n)))
-            .find(|&(_, together)| together > 1)?
+        first_parallel_count(|n| stopped_together(rollout, n))?
     };
     let f = k8s::resolve_fenceposts(&rollout.max_surge, &rollout.max_unavailable, replicas).ok()?;
     let written = format!(
@@ -495,14 +506,10 @@ fn check_stateful_set(set: &StatefulRollout, stateful: bool) -> Vec<Finding> {
     let found = if now > 1 {
         Some((set.replicas, now))
     } else {
-        SCALE_SEARCHED
-            .map(|n| {
-                (
-                    n.saturating_add(set.partition),
-                    deleted_together(set, n.saturating_add(set.partition)),
-                )
-            })
-            .find(|&(_, together)| together > 1)
+        // Counts above the partition: the pods a rollout updates.
+        let above = |n: i32| n.saturating_add(set.partition);
+        first_parallel_count(|n| deleted_together(set, above(n)))
+            .map(|(n, together)| (above(n), together))
     };
     let Some((replicas, together)) = found else {
         return Vec::new();
