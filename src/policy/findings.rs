@@ -181,6 +181,35 @@ mod tests {
     }
 
     #[test]
+    fn a_long_field_is_dropped_before_the_consequence_is_cut() {
+        let finding = Finding::new(
+            Rule::PrestopExceedsGrace,
+            format!(
+                "spec.template.spec.containers[{}].lifecycle.preStop",
+                "c".repeat(63)
+            ),
+            "sleep 45s >= grace 30s: no time to stop after SIGTERM",
+        );
+        let warning = Violation::new(finding, Action::Warn, true).warning("rollguard audit warns ");
+        assert_eq!(
+            warning,
+            "rollguard audit warns prestop-exceeds-grace (waived): sleep 45s >= grace 30s: no time to stop after SIGTERM"
+        );
+        assert_eq!(
+            short_field("spec.updateStrategy.rollingUpdate.maxUnavailable"),
+            "maxUnavailable"
+        );
+        assert_eq!(
+            short_field("spec.strategy.rollingUpdate"),
+            "strategy.rollingUpdate"
+        );
+        assert_eq!(
+            short_field("spec.template.spec.containers[a].ports"),
+            "containers[a].ports"
+        );
+    }
+
+    #[test]
     fn warnings_are_cut_between_words_never_inside_a_value() {
         let values: Vec<String> = (0..40).map(|n| format!("value-{n}")).collect();
         let text = format!("rollguard warns x: {}", values.join(" "));
