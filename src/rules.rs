@@ -136,7 +136,7 @@ rules! {
         example: "replicas: 1, maxSurge: 0, maxUnavailable: 1  →  maxSurge: 1, maxUnavailable: 0";
     StatefulSerial = "stateful-serial", Mutation, Apply,
         why: "Stateful pods flush state on exit. The controller counts a terminating pod as gone, so even 0/1 stops the next pod while the last still flushes: 3 replicas, 30 s flush, 3 flushing at once.",
-        fix: "maxSurge: 0, maxUnavailable: 1 (absolute, so any scale keeps them), minReadySeconds >= the grace period, progressDeadlineSeconds raised above it; or use a StatefulSet (docs/rollouts.md).",
+        fix: "maxSurge: 0, maxUnavailable: 1 (1 replica: maxSurge: 1, maxUnavailable: 0), absolute values, and minReadySeconds >= the grace period at every replica count, progressDeadlineSeconds raised above it: one at a time at any count a scale reaches. A grace period beyond int32 cannot be covered (stateful-parallel denies). Or use a StatefulSet (docs/rollouts.md).",
         example: "rollguard.io/profile: stateful, replicas: 3, maxSurge: 25%, grace 40s  →  maxSurge: 0, maxUnavailable: 1, minReadySeconds: 40, progressDeadlineSeconds: 640";
     PullBasedSurge = "pull-based-surge", Mutation, Apply,
         why: "A queue consumer that is stopped before its replacement is available stops processing work.",
@@ -156,12 +156,12 @@ rules! {
         example: "replicas: 3, maxSurge: 0%, maxUnavailable: 25% (both round to 0)";
     StatefulRecreate = "stateful-recreate", Validation, Deny,
         why: "With Recreate every stateful replica flushes its state at the same moment, with none ready meanwhile. Not reported for 1 replica: serial and Recreate are then the same.",
-        fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1.",
-        example: "rollguard.io/profile: stateful, strategy.type: Recreate";
+        fix: "Use strategy RollingUpdate with maxSurge: 0, maxUnavailable: 1 and minReadySeconds >= terminationGracePeriodSeconds (stateful-serial writes all three).",
+        example: "rollguard.io/profile: stateful, replicas: 3, strategy.type: Recreate";
     StatefulParallel = "stateful-parallel", Validation, Deny,
-        why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store; with minReadySeconds below the flush, even maxUnavailable 1 stops the next pod mid-flush.",
-        fix: "Set maxUnavailable: 1 (and maxSurge: 0) and minReadySeconds >= terminationGracePeriodSeconds (stateful-serial does both).",
-        example: "rollguard.io/profile: stateful, replicas: 8, maxSurge: 0, maxUnavailable: 25% (resolves to 2)";
+        why: "More than one stateful pod exiting at once flushes in parallel and overloads the downstream store; with minReadySeconds below the flush, even maxUnavailable 1 stops the next pod mid-flush. Judged as written at every replica count a scale can reach: a percentage grows with replicas.",
+        fix: "Deployment: absolute maxSurge: 0, maxUnavailable: 1 (or 1/0) and minReadySeconds >= terminationGracePeriodSeconds (stateful-serial does both). StatefulSet: leave maxUnavailable unset or 1.",
+        example: "rollguard.io/profile: stateful, replicas: 3, maxSurge: 0, maxUnavailable: 25% (1 now, 2 if scaled to 8); a StatefulSet with maxUnavailable: 2 or 50%";
     StatefulOnDelete = "stateful-on-delete", Validation, Warn,
         why: "A stateful StatefulSet with updateStrategy OnDelete rolls only as pods are deleted by hand: nothing keeps those deletions one at a time.",
         fix: "Use updateStrategy RollingUpdate with maxUnavailable: 1 (a partition stages the rollout), or delete pods one by one after each is Ready.",
@@ -172,7 +172,7 @@ rules! {
         example: "rollguard.io/shutdown-timeout: 30s, preStop sleep 10s, terminationGracePeriodSeconds: 30";
     PrestopExceedsGrace = "prestop-exceeds-grace", Validation, Deny,
         why: "A preStop sleep as long as the grace period leaves the app no time to shut down after SIGTERM.",
-        fix: "Shorten the preStop sleep or raise terminationGracePeriodSeconds above it.",
+        fix: "Shorten the preStop sleep or raise terminationGracePeriodSeconds above it. /mutate denies only what the API server refuses itself (a native sleep.seconds above the grace period); /validate judges the rest.",
         example: "lifecycle.preStop.exec.command: [sh, -c, sleep 60], terminationGracePeriodSeconds: 30";
     MinReadyExceedsDeadline = "min-ready-exceeds-deadline", Validation, Deny,
         why: "When minReadySeconds reaches progressDeadlineSeconds every rollout is reported as failed.",

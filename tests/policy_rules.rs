@@ -471,11 +471,97 @@ fn stateful_with_one_replica_is_surge_first_instead() {
         &[("rollguard.io/profile", "stateful")],
     );
     let v = mutate(&d);
-    assert_eq!(mutated_rules(&v), [Rule::SingleReplica]);
+    // minReadySeconds covers the 30 s flush at one replica too: scaled to 3
+    // (never seen by the webhook), 1/0 stays one flush at a time.
+    assert_eq!(
+        mutated_rules(&v),
+        [Rule::StatefulSerial, Rule::SingleReplica]
+    );
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(30));
     assert_eq!(
         at(&v, "/spec/strategy/rollingUpdate"),
         &json!({"maxSurge": 1, "maxUnavailable": 0})
     );
+}
+
+#[test]
+fn stateful_with_replicas_omitted_gets_an_absolute_surge_first_strategy_and_min_ready() {
+    // As HPA users write it: no replicas, 25%/25% (1/0 at 1 replica, 3/2 at 10).
+    let d = annotate(
+        with(deployment(), &[("/spec/replicas", Value::Null)]),
+        &[("rollguard.io/profile", "stateful")],
+    );
+    let v = mutate(&d);
+    assert_eq!(
+        at(&v, "/spec/strategy/rollingUpdate"),
+        &json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(30));
+    assert_eq!(at(&v, "/spec/progressDeadlineSeconds"), &json!(600));
+    let judged = validate(&v.admitted);
+    assert!(judged.violations.is_empty(), "{:?}", judged.violations);
+    // Without the mutation, the written strategy is judged at every count.
+    let as_written = validate(&d);
+    assert_eq!(
+        violated(&as_written),
+        [(Rule::StatefulParallel, Action::Deny)]
+    );
+    assert!(
+        as_written.violations[0].detail.contains("if scaled to"),
+        "{:?}",
+        as_written.violations[0]
+    );
+}
+
+fn parallel_detail(verdict: &Verdict) -> &str {
+    verdict
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::StatefulParallel)
+        .map_or("", |v| v.detail.as_str())
+}
+
+#[test]
+fn stateful_serial_as_a_warning_leaves_the_written_strategy_judged_at_every_count() {
+    let warn_only = Settings {
+        rule_actions: [(Rule::StatefulSerial, Action::Warn)].into_iter().collect(),
+        ..Settings::default()
+    };
+    let stateful = |rolling: Value| {
+        annotate(
+            with(
+                deployment(),
+                &[
+                    ("/spec/strategy/rollingUpdate", rolling),
+                    ("/spec/minReadySeconds", json!(30)),
+                ],
+            ),
+            &[("rollguard.io/profile", "stateful")],
+        )
+    };
+    let full = |d: &Value| run(d, Stage::Full, Mode::Enforce, &warn_only);
+    // 0/25% is 0/0 → 0/1 at 3 replicas, 0/2 at 8.
+    let percent = full(&stateful(json!({"maxSurge": 0, "maxUnavailable": "25%"})));
+    assert!(percent.denied(), "{:?}", percent.violations);
+    assert!(
+        parallel_detail(&percent).contains("if scaled to 8: 2 flush at once"),
+        "{:?}",
+        percent.violations
+    );
+    // Two surge pods become available together: two old pods stop together.
+    let surge = full(&stateful(json!({"maxSurge": 2, "maxUnavailable": 0})));
+    assert!(
+        parallel_detail(&surge).contains("at 3 replicas: 2 flush at once"),
+        "{:?}",
+        surge.violations
+    );
+    for serial in [
+        json!({"maxSurge": 0, "maxUnavailable": 1}),
+        json!({"maxSurge": 1, "maxUnavailable": 0}),
+    ] {
+        let v = full(&stateful(serial.clone()));
+        assert!(v.violations.is_empty(), "{serial}: {:?}", v.violations);
+    }
 }
 
 // ---- pull-based-surge ------------------------------------------------------
@@ -1161,6 +1247,133 @@ fn sleeps_and_timeouts_at_the_limit_saturate_in_both_grace_rules() {
     // A sleep of i64::MAX is never below any grace period: denied, not wrapped.
     let judged = validate(&v.admitted);
     assert!(violated(&judged).contains(&(Rule::PrestopExceedsGrace, Action::Deny)));
+}
+
+#[test]
+fn a_stateful_flush_is_covered_within_int32_or_denied_as_not_one_at_a_time() {
+    let stateful = |grace: i64| {
+        annotate(
+            with(
+                deployment(),
+                &[(
+                    "/spec/template/spec/terminationGracePeriodSeconds",
+                    json!(grace),
+                )],
+            ),
+            &[("rollguard.io/profile", "stateful")],
+        )
+    };
+    // The longest flush that still fits: minReadySeconds i32::MAX - 1, the
+    // deadline saturates at i32::MAX, still above it.
+    let edge = i64::from(i32::MAX) - 1;
+    let v = run(
+        &stateful(edge),
+        Stage::Full,
+        Mode::Enforce,
+        &Settings::default(),
+    );
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(edge));
+    assert_eq!(at(&v, "/spec/progressDeadlineSeconds"), &json!(i32::MAX));
+    assert!(!v.denied(), "{:?}", v.violations);
+    // 2147483000 (+ 10 s injected preStop) + 600 still fits in int32.
+    let v = run(
+        &stateful(2_147_483_000),
+        Stage::Full,
+        Mode::Enforce,
+        &Settings::default(),
+    );
+    assert_eq!(at(&v, "/spec/minReadySeconds"), &json!(2_147_483_000));
+    assert_eq!(
+        at(&v, "/spec/progressDeadlineSeconds"),
+        &json!(2_147_483_600)
+    );
+    for grace in [
+        i64::from(i32::MAX),
+        3_000_000_000,
+        9_223_372_036_854_775_800,
+        i64::MAX,
+    ] {
+        let v = run(
+            &stateful(grace),
+            Stage::Full,
+            Mode::Enforce,
+            &Settings::default(),
+        );
+        for field in ["minReadySeconds", "progressDeadlineSeconds"] {
+            let written = at(&v, &format!("/spec/{field}"));
+            assert!(
+                written.as_i64().is_none_or(|n| i32::try_from(n).is_ok()),
+                "grace {grace}: {field} {written}"
+            );
+        }
+        assert!(v.denied(), "grace {grace}: {:?}", v.violations);
+        let denial = v.denials().next().unwrap();
+        assert_eq!(denial.rule, Rule::StatefulParallel);
+        assert!(
+            denial.detail.contains("flushes may overlap"),
+            "{}",
+            denial.detail
+        );
+    }
+}
+
+#[test]
+fn stateful_sets_are_judged_on_the_written_max_unavailable() {
+    let set = |replicas: i64, rolling: Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "annotations": {"rollguard.io/profile": "stateful"}},
+            "spec": {
+                "replicas": replicas, "serviceName": "db",
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "db"}]}}
+            }
+        })
+    };
+    // 1 pod above the partition now, 2 flushing once scaled to 4.
+    for (replicas, rolling, scaled) in [
+        (
+            3,
+            json!({"partition": 2, "maxUnavailable": 2}),
+            "if scaled to 4",
+        ),
+        (2, json!({"maxUnavailable": "50%"}), "if scaled to 4"),
+        (3, json!({"maxUnavailable": 2}), "at 3 replicas"),
+        (
+            3,
+            json!({"partition": 3, "maxUnavailable": 2}),
+            "if scaled to 5",
+        ),
+    ] {
+        let v = validate(&set(replicas, rolling.clone()));
+        assert_eq!(
+            violated(&v),
+            [(Rule::StatefulParallel, Action::Deny)],
+            "{rolling}"
+        );
+        assert!(
+            v.violations[0]
+                .detail
+                .contains(&format!("{scaled}: 2 flush at once")),
+            "{rolling}: {}",
+            v.violations[0].detail
+        );
+    }
+    for rolling in [
+        json!({}),
+        json!({"maxUnavailable": 1}),
+        json!({"partition": 5, "maxUnavailable": 1}),
+    ] {
+        assert!(
+            validate(&set(3, rolling.clone())).violations.is_empty(),
+            "{rolling}"
+        );
+    }
+    // A partition above replicas neither panics nor wraps.
+    let v = validate(&set(1, json!({"partition": i32::MAX, "maxUnavailable": 2})));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
 }
 
 #[test]

@@ -74,24 +74,34 @@ impl Violation {
     /// The short form for admission warnings (at most 120 characters): rule
     /// and field first, then as much of the detail as fits, cut only between
     /// words so no value is split. [`Violation::message`] is the full form.
+    ///
+    /// The detail ends with the consequence, so when the whole line does not
+    /// fit the field goes first (the audit annotation keeps it), and only
+    /// then is the detail cut.
     pub fn warning(&self, prefix: &str) -> String {
         let label = if self.waived { " (waived)" } else { "" };
-        short(&format!(
-            "{prefix}{}{label}: {}: {}",
-            self.rule,
-            short_field(&self.field),
-            self.detail
-        ))
+        let head = format!("{prefix}{}{label}", self.rule);
+        let full = format!("{head}: {}: {}", short_field(&self.field), self.detail);
+        if full.chars().count() <= MAX_WARNING_CHARS {
+            return full;
+        }
+        short(&format!("{head}: {}", self.detail))
     }
 }
 
-/// A field path without the pod-spec prefix every workload shares:
-/// `containers[app].lifecycle.preStop`.
+/// A field path without the prefixes every workload of a kind shares:
+/// `containers[app].lifecycle.preStop`, `maxUnavailable`, `minReadySeconds`.
 pub fn short_field(field: &str) -> &str {
-    field
-        .strip_prefix("spec.template.spec.")
-        .or_else(|| field.strip_prefix("spec.template."))
-        .unwrap_or(field)
+    [
+        "spec.template.spec.",
+        "spec.template.",
+        "spec.strategy.rollingUpdate.",
+        "spec.updateStrategy.rollingUpdate.",
+        "spec.",
+    ]
+    .iter()
+    .find_map(|prefix| field.strip_prefix(prefix))
+    .unwrap_or(field)
 }
 
 /// Cuts a message to at most [`MAX_WARNING_CHARS`] characters at the last
@@ -168,6 +178,35 @@ mod tests {
         assert!(warning.chars().count() <= MAX_WARNING_CHARS);
         assert!(warning.ends_with('…'));
         assert_eq!(short("ünïcödé"), "ünïcödé");
+    }
+
+    #[test]
+    fn a_long_field_is_dropped_before_the_consequence_is_cut() {
+        let finding = Finding::new(
+            Rule::PrestopExceedsGrace,
+            format!(
+                "spec.template.spec.containers[{}].lifecycle.preStop",
+                "c".repeat(63)
+            ),
+            "sleep 45s >= grace 30s: no time to stop after SIGTERM",
+        );
+        let warning = Violation::new(finding, Action::Warn, true).warning("rollguard audit warns ");
+        assert_eq!(
+            warning,
+            "rollguard audit warns prestop-exceeds-grace (waived): sleep 45s >= grace 30s: no time to stop after SIGTERM"
+        );
+        assert_eq!(
+            short_field("spec.updateStrategy.rollingUpdate.maxUnavailable"),
+            "maxUnavailable"
+        );
+        assert_eq!(
+            short_field("spec.strategy.rollingUpdate"),
+            "strategy.rollingUpdate"
+        );
+        assert_eq!(
+            short_field("spec.template.spec.containers[a].ports"),
+            "containers[a].ports"
+        );
     }
 
     #[test]

@@ -63,9 +63,8 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
         Rule::GraceBelowShutdown,
         format!("{}.terminationGracePeriodSeconds", ctx.pod_spec_field()),
         format!(
-            "terminationGracePeriodSeconds {grace} is below preStop sleep {sleep}s + shutdown-timeout {} ({}s)",
-            format_seconds(timeout),
-            needed
+            "grace {grace}s < preStop {sleep}s + shutdown {}: killed mid-shutdown",
+            format_seconds(timeout)
         ),
     )]
 }

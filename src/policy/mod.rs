@@ -505,16 +505,20 @@ fn writes_of<'a>(
     writes
 }
 
-/// Rules whose violation the API server refuses on its own, between the
-/// mutating and the validating webhooks: the validating webhook never sees
-/// such an object, so `/mutate` judges them and denies with rollguard's
-/// message (rule, fix, waiver) instead of the API server's bare one.
+/// Rules with a case the API server refuses on its own, between the mutating
+/// and the validating webhooks: the validating webhook never sees such an
+/// object, so `/mutate` judges exactly that case and denies with rollguard's
+/// message (rule, fix, waiver) instead of the API server's bare one. Only
+/// that case: `min-ready-exceeds-deadline` whole (minReadySeconds >=
+/// progressDeadlineSeconds), but of `prestop-exceeds-grace` only a native
+/// sleep above the grace period; an exec sleep, or one equal to the grace
+/// period, is admitted by the API server and judged by `/validate`.
 pub const REFUSED_BY_API_SERVER: [Rule; 2] =
     [Rule::MinReadyExceedsDeadline, Rule::PrestopExceedsGrace];
 
 fn judge_refused_by_api_server(judged: &Workload, ctx: &Context<'_>) -> Vec<Violation> {
-    // Only the checks of these rules: the others wait for the validating webhook.
-    let mut found = prestop::check(&judged.pod_spec, ctx);
+    // Only the API server's own checks: the rest waits for the validating webhook.
+    let mut found = prestop::check_refused_by_api_server(&judged.pod_spec, ctx);
     found.extend(strategy::check_min_ready(judged));
     debug_assert!(found
         .iter()

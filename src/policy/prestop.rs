@@ -134,9 +134,7 @@ pub fn longest_sleep(spec: &PodSpec) -> i64 {
 /// `prestop-exceeds-grace`: a sleep as long as the grace period leaves the app
 /// no time to stop after SIGTERM.
 pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
-    let grace = spec
-        .termination_grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
+    let grace = grace_seconds(spec);
     spec.containers
         .iter()
         .filter_map(|c| container_sleep(c).map(|sleep| (c, sleep)))
@@ -145,13 +143,39 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
             Finding::new(
                 Rule::PrestopExceedsGrace,
                 ctx.container_field(&c.name, ".lifecycle.preStop"),
-                format!(
-                    "preStop sleep {sleep}s of container {} is not below terminationGracePeriodSeconds {grace}",
-                    c.name
-                ),
+                format!("sleep {sleep}s >= grace {grace}s: no time to stop after SIGTERM"),
             )
         })
         .collect()
+}
+
+/// The part of `prestop-exceeds-grace` the API server refuses itself, before
+/// any validating webhook: a native `sleep.seconds` above the grace period
+/// (`validateSleepAction` in pkg/apis/core/validation compares
+/// `sleep.Seconds > gracePeriod`; an equal sleep and exec sleeps pass). That
+/// much `/mutate` denies; the rest waits for `/validate`.
+pub fn check_refused_by_api_server(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
+    let grace = grace_seconds(spec);
+    spec.containers
+        .iter()
+        .filter_map(|c| {
+            let handler = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            Some((c, handler.sleep.as_ref()?.seconds))
+        })
+        .filter(|(_, sleep)| *sleep > grace)
+        .map(|(c, sleep)| {
+            Finding::new(
+                Rule::PrestopExceedsGrace,
+                ctx.container_field(&c.name, ".lifecycle.preStop.sleep.seconds"),
+                format!("sleep {sleep}s > grace {grace}s: the API server refuses it"),
+            )
+        })
+        .collect()
+}
+
+fn grace_seconds(spec: &PodSpec) -> i64 {
+    spec.termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS)
 }
 
 #[cfg(test)]
