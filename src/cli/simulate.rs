@@ -60,11 +60,7 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, CliError> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let unreadable = report::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
+    let summary = report::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
         .map_err(CliError::usage)?;
-    Ok(if unreadable == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(summary.exit_code()))
 }
