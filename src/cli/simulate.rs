@@ -19,7 +19,8 @@ pub struct SimulateArgs {
     #[arg(value_name = "PATH", default_value = "-")]
     pub paths: Vec<String>,
 
-    /// text (figures and a ReplicaSet table) or svg (files into --out).
+    /// text (figures and a ReplicaSet table) or svg (files into --out; no PNG:
+    /// scripts/render-svg.sh screenshots SVGs with headless Chromium).
     #[arg(long, short, value_name = "FORMAT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
@@ -31,8 +32,9 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ready_after: Option<Duration>,
 
-    /// How long a stopped pod terminates (its flush); default: preStop sleep plus
-    /// shutdown-timeout from the annotations, else the grace period.
+    /// How long a stopped pod needs to terminate (its flush); default: preStop sleep
+    /// plus shutdown-timeout from the annotations, else the grace period. The
+    /// kubelet kills it at the grace period whatever this says.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown: Option<Duration>,
 
@@ -60,11 +62,7 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, CliError> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let unreadable = report::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
+    let summary = report::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
         .map_err(CliError::usage)?;
-    Ok(if unreadable == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(summary.exit_code()))
 }

@@ -1,6 +1,9 @@
 //! A discrete-time (1 s) model of how the Deployment and StatefulSet
 //! controllers roll pods, written from their source so rollguard's rules can
-//! be checked against what a cluster really does. Pure and deterministic.
+//! be checked against what a cluster really does. Pure and deterministic; it
+//! steps from one event (a pod Ready, available or gone) to the next, and a
+//! stopped pod terminates for its shutdown time cut at the grace period (the
+//! kubelet kills it then).
 //!
 //! Deployment: `pkg/controller/deployment/rolling.go` (`rolloutRolling`,
 //! `reconcileNewReplicaSet`, `reconcileOldReplicaSets`,
@@ -13,6 +16,8 @@
 //!
 //! StatefulSet: `pkg/controller/statefulset/stateful_set_control.go`
 //! (`updateStatefulSet`, `updateStatefulSetAfterInvariantEstablished`).
+
+use std::collections::{BTreeSet, VecDeque};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -41,19 +46,48 @@ pub enum Controller {
     },
 }
 
+/// Most replicas simulated: beyond this the timeline only grows, the
+/// figures do not change shape, and a run must stay fast.
+pub const MAX_REPLICAS: i32 = 10_000;
+
 /// One rollout to simulate: the old revision is running and available at t=0,
 /// when the new revision is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
+    /// As written; [`Scenario::simulated_replicas`] are rolled.
     pub replicas: i32,
     pub controller: Controller,
     pub min_ready_seconds: u32,
     /// Seconds from a pod's creation to Ready (start-up plus probes).
     pub ready_after: u32,
-    /// Seconds a stopped pod keeps terminating (preStop plus the app's shutdown: its flush).
+    /// Seconds a stopped pod needs to terminate cleanly (preStop plus the
+    /// app's shutdown: its flush).
     pub shutdown: u32,
+    /// `terminationGracePeriodSeconds`: the kubelet kills a pod still
+    /// terminating then, whatever its shutdown needs.
+    pub grace_period: u32,
     /// The new revision never becomes Ready (a broken release).
     pub new_never_ready: bool,
+    /// `spec.paused` on a Deployment: the controller rolls nothing.
+    pub paused: bool,
+}
+
+impl Scenario {
+    /// Seconds a stopped pod really terminates: its shutdown, cut at the
+    /// grace period (at least 1 s: deletion is never instantaneous).
+    pub fn terminating_seconds(&self) -> u32 {
+        self.shutdown.min(self.grace_period).max(1)
+    }
+
+    /// The kubelet kills every stopped pod before its shutdown is over.
+    pub fn shutdown_cut_short(&self) -> bool {
+        self.shutdown > self.grace_period
+    }
+
+    /// The replicas the model rolls: those written, at most [`MAX_REPLICAS`].
+    pub fn simulated_replicas(&self) -> i32 {
+        self.replicas.clamp(0, MAX_REPLICAS)
+    }
 }
 
 /// One pod's life, in seconds from the start of the rollout.
@@ -90,15 +124,6 @@ impl Pod {
             _ => Some(PodState::Warming),
         }
     }
-    fn active(&self) -> bool {
-        self.terminating_since.is_none() && self.gone_at.is_none()
-    }
-    /// Ready for minReadySeconds. Old pods have been available since
-    /// long before the rollout.
-    fn available(&self, t: u32, min_ready: u32) -> bool {
-        let wait = if self.new { min_ready } else { 0 };
-        self.active() && self.ready_at.is_some_and(|r| t >= r + wait)
-    }
 }
 
 /// Per revision, as `kubectl get rs` shows it, plus pods still terminating.
@@ -127,22 +152,21 @@ pub struct Figures {
     pub max_pods: i32,
     /// Most pods terminating (flushing) at once.
     pub max_terminating: i32,
+    /// Stopped pods the kubelet killed at the grace period, before their
+    /// shutdown (their flush) was over.
+    pub cut_short: i32,
     /// When the last old pod was gone and every new pod available; None if never.
     pub finished_at: Option<u32>,
 }
 
-impl Figures {
-    /// Whether the service had no Ready pod at some second.
-    pub fn outage(&self) -> bool {
-        self.min_ready == 0
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
+    /// As given (replicas as written).
     pub scenario: Scenario,
     pub pods: Vec<Pod>,
-    /// One sample a second, from 0 to `end`.
+    /// One sample at every second in which something happened (a pod
+    /// created, Ready, available, stopped or gone), from 0 to `end`:
+    /// nothing changes in between.
     pub samples: Vec<Sample>,
     pub figures: Figures,
 }
@@ -151,34 +175,91 @@ impl Timeline {
     pub fn end(&self) -> u32 {
         self.samples.last().map_or(0, |s| s.t)
     }
+
+    /// The service had pods and, at some second, none of them was Ready.
+    pub fn outage(&self) -> bool {
+        self.scenario.simulated_replicas() > 0 && self.figures.min_ready == 0
+    }
+
+    /// Every simulated pod is still there at the end: a paused Deployment,
+    /// or a StatefulSet with OnDelete.
+    pub fn rolls_nothing(&self) -> bool {
+        let on_delete = matches!(
+            self.scenario.controller,
+            Controller::StatefulSet {
+                on_delete: true,
+                ..
+            }
+        );
+        let paused = self.scenario.paused && !is_stateful_set(&self.scenario.controller);
+        on_delete || paused
+    }
 }
 
 /// Longest rollout simulated; a rollout still moving then is reported unfinished.
 pub const HORIZON_SECONDS: u32 = 6 * 3600;
 
+fn is_stateful_set(controller: &Controller) -> bool {
+    matches!(controller, Controller::StatefulSet { .. })
+}
+
+/// Index of a revision in the per-revision lists.
+fn rev(new: bool) -> usize {
+    usize::from(new)
+}
+
 struct World {
+    /// Replicas capped at [`MAX_REPLICAS`].
     scenario: Scenario,
     pods: Vec<Pod>,
+    /// Per revision (old, new): the indices of its active pods, oldest first.
+    /// Every pod of a revision becomes Ready the same time after its
+    /// creation, so the Ready (and the available) ones are a prefix: counts
+    /// are binary searches, and the youngest (never Ready before an older
+    /// one) is the last.
+    active: [Vec<usize>; 2],
+    /// Per revision: the terminating pods in the order they were stopped,
+    /// which is the order they are gone (each terminates equally long).
+    terminating: [VecDeque<usize>; 2],
+    /// StatefulSet: the newest pod of each ordinal.
+    by_ordinal: Vec<Option<usize>>,
+    /// StatefulSet: ordinals whose pod is gone and not yet recreated.
+    missing: BTreeSet<i32>,
+    /// StatefulSet: ordinals whose pod is of the old revision and active.
+    old_active: BTreeSet<i32>,
     /// ReplicaSet spec.replicas (Deployment) or unused (StatefulSet).
-    old_desired: i32,
-    new_desired: i32,
+    old_desired: i64,
+    new_desired: i64,
     t: u32,
 }
 
 impl World {
-    fn revision(&self, new: bool) -> impl Iterator<Item = &Pod> {
-        self.pods.iter().filter(move |p| p.new == new)
+    fn active_count(&self, new: bool) -> i64 {
+        self.active[rev(new)].len() as i64
     }
-    fn active_count(&self, new: bool) -> i32 {
-        self.revision(new).filter(|p| p.active()).count() as i32
+    /// Active pods Ready for `wait` seconds.
+    fn ready_for(&self, new: bool, wait: u32) -> usize {
+        let t = self.t;
+        self.active[rev(new)].partition_point(|&i| {
+            self.pods[i]
+                .ready_at
+                .is_some_and(|r| t >= r.saturating_add(wait))
+        })
     }
-    fn available_count(&self, new: bool) -> i32 {
-        let (t, m) = (self.t, self.scenario.min_ready_seconds);
-        self.revision(new).filter(|p| p.available(t, m)).count() as i32
+    /// Ready for minReadySeconds. Old pods have been available since long
+    /// before the rollout.
+    fn available_count(&self, new: bool) -> i64 {
+        let wait = if new {
+            self.scenario.min_ready_seconds
+        } else {
+            0
+        };
+        self.ready_for(new, wait) as i64
     }
     fn create(&mut self, new: bool, ordinal: Option<i32>) {
-        let ready_at =
-            (!(new && self.scenario.new_never_ready)).then(|| self.t + self.scenario.ready_after);
+        let ready_at = (!(new && self.scenario.new_never_ready))
+            .then(|| self.t.saturating_add(self.scenario.ready_after));
+        let index = self.pods.len();
         self.pods.push(Pod {
             new,
             ordinal,
@@ -187,20 +268,56 @@ impl World {
             terminating_since: None,
             gone_at: None,
         });
+        self.active[rev(new)].push(index);
+        if let Some(o) = ordinal {
+            if let Some(slot) = self.by_ordinal.get_mut(o as usize) {
+                *slot = Some(index);
+            }
+            self.missing.remove(&o);
+            if !new {
+                self.old_active.insert(o);
+            }
+        }
     }
     fn stop(&mut self, index: usize) {
         let t = self.t;
+        let seconds = self.scenario.terminating_seconds();
         let pod = &mut self.pods[index];
+        if let (Some(o), false) = (pod.ordinal, pod.new) {
+            self.old_active.remove(&o);
+        }
         pod.terminating_since = Some(t);
-        pod.gone_at = Some(t + self.scenario.shutdown.max(1));
+        pod.gone_at = Some(t.saturating_add(seconds));
+        let active = &mut self.active[rev(pod.new)];
+        if let Some(at) = active.iter().rposition(|&i| i == index) {
+            active.remove(at);
+        }
+        self.terminating[rev(pod.new)].push_back(index);
     }
-    fn terminating(&self, index: usize) -> bool {
-        self.pods[index].terminating_since.is_some() && self.pods[index].gone_at > Some(self.t)
+    /// Forgets the terminating pods that are gone by now.
+    fn expire(&mut self) {
+        for queue in &mut self.terminating {
+            while let Some(&i) = queue
+                .front()
+                .filter(|&&i| self.pods[i].gone_at.is_some_and(|g| g <= self.t))
+            {
+                queue.pop_front();
+                let pod = &self.pods[i];
+                let newest = pod
+                    .ordinal
+                    .and_then(|o| self.by_ordinal.get(o as usize).copied());
+                if let (Some(o), Some(Some(n))) = (pod.ordinal, newest) {
+                    if n == i {
+                        self.missing.insert(o);
+                    }
+                }
+            }
+        }
     }
 
     /// The ReplicaSet controller (`manageReplicas`): creates or deletes active
     /// pods to match spec.replicas, deleting not-ready pods first, then the
-    /// youngest (`ActivePodsWithRanks`, simplified).
+    /// youngest (`ActivePodsWithRanks`, simplified): both are the last ones.
     fn sync_replica_set(&mut self, new: bool) -> bool {
         let desired = if new {
             self.new_desired
@@ -211,28 +328,18 @@ impl World {
         for _ in active..desired {
             self.create(new, None);
         }
-        let t = self.t;
-        let mut victims: Vec<usize> = (0..self.pods.len())
-            .filter(|&i| self.pods[i].new == new && self.pods[i].active())
-            .collect();
-        victims.sort_by_key(|&i| {
-            let p = &self.pods[i];
-            (
-                p.ready_at.is_some_and(|r| t >= r),
-                std::cmp::Reverse(p.created),
-                std::cmp::Reverse(i),
-            )
-        });
-        let excess = (active - desired).max(0) as usize;
-        for &i in victims.iter().take(excess) {
-            self.stop(i);
+        for _ in desired.max(0)..active {
+            if let Some(&youngest) = self.active[rev(new)].last() {
+                self.stop(youngest);
+            }
         }
         active != desired
     }
 
     /// `rolloutRolling`: `reconcileNewReplicaSet`, then `reconcileOldReplicaSets`.
-    fn sync_rolling(&mut self, surge: i32, unavailable: i32) -> bool {
-        let replicas = self.scenario.replicas;
+    /// In i64: maxSurge and maxUnavailable may be anything up to i32::MAX.
+    fn sync_rolling(&mut self, surge: i64, unavailable: i64) -> bool {
+        let replicas = i64::from(self.scenario.replicas);
         let mut changed = false;
         // NewRSNewReplicas: room under replicas + maxSurge, counted on spec.replicas.
         let max_total = replicas + surge;
@@ -277,14 +384,22 @@ impl World {
             self.old_desired = 0;
             return true;
         }
-        let old_running = self
-            .revision(false)
-            .any(|p| p.gone_at.is_none_or(|g| g > self.t));
-        if !old_running && self.new_desired != self.scenario.replicas {
-            self.new_desired = self.scenario.replicas;
+        let old_running = !self.active[0].is_empty() || !self.terminating[0].is_empty();
+        let replicas = i64::from(self.scenario.replicas);
+        if !old_running && self.new_desired != replicas {
+            self.new_desired = replicas;
             return true;
         }
         false
+    }
+
+    /// The pod of `ordinal` that exists now (terminating or not).
+    fn current(&self, ordinal: i32) -> Option<usize> {
+        let index = (*self.by_ordinal.get(ordinal as usize)?)?;
+        self.pods[index]
+            .gone_at
+            .is_none_or(|g| g > self.t)
+            .then_some(index)
     }
 
     /// `updateStatefulSet`: create missing ordinals (in order, waiting for
@@ -297,69 +412,95 @@ impl World {
         partition: i32,
         on_delete: bool,
     ) -> bool {
-        let (t, m) = (self.t, self.scenario.min_ready_seconds);
         let mut changed = false;
-        let current = |w: &World, ordinal: i32| {
-            w.pods
-                .iter()
-                .rposition(|p| p.ordinal == Some(ordinal) && p.gone_at.is_none_or(|g| g > t))
-        };
-        for ordinal in 0..self.scenario.replicas {
-            match current(self, ordinal) {
-                None => {
+        if ordered {
+            // The lowest ordinal that is missing, terminating or not yet
+            // available: OrderedReady creates it or waits for it.
+            match self.first_not_available() {
+                Some((ordinal, true)) => {
                     self.create(ordinal >= partition && !on_delete, Some(ordinal));
-                    changed = true;
-                    if ordered {
-                        return true;
-                    }
+                    return true;
                 }
-                Some(i) if ordered && (self.terminating(i) || !self.pods[i].available(t, m)) => {
-                    return changed;
-                }
-                Some(_) => {}
+                Some((_, false)) => return false,
+                None => {}
             }
+        } else {
+            let missing: Vec<i32> = std::mem::take(&mut self.missing).into_iter().collect();
+            for &ordinal in &missing {
+                self.create(ordinal >= partition && !on_delete, Some(ordinal));
+            }
+            changed = !missing.is_empty();
         }
         if on_delete {
             return changed;
         }
-        let mut unavailable = (0..self.scenario.replicas)
-            .filter(|&o| current(self, o).is_none_or(|i| !self.pods[i].available(t, m)))
-            .count() as i32;
-        for ordinal in (partition.max(0)..self.scenario.replicas).rev() {
-            if unavailable >= max_unavailable {
+        // Every ordinal has at most one active pod: the others are unavailable.
+        let mut unavailable = i64::from(self.scenario.replicas)
+            - self.available_count(false)
+            - self.available_count(true);
+        // Outdated pods go from the highest ordinal down.
+        while unavailable < i64::from(max_unavailable) {
+            let highest = self.old_active.range(partition.max(0)..).next_back();
+            let Some(i) = highest.and_then(|&o| self.current(o)) else {
                 break;
-            }
-            let Some(i) = current(self, ordinal) else {
-                continue;
             };
-            if !self.pods[i].new && self.pods[i].active() {
-                self.stop(i);
-                unavailable += 1;
-                changed = true;
-            }
+            self.stop(i);
+            unavailable += 1;
+            changed = true;
         }
         changed
     }
 
-    /// Runs every controller until none has anything left to do this second.
-    fn step(&mut self) {
-        for _ in 0..64 {
-            let changed = match self.scenario.controller.clone() {
-                Controller::Rolling {
-                    max_surge,
-                    max_unavailable,
-                } => {
-                    let f = k8s::resolve_fenceposts(
-                        &max_surge,
-                        &max_unavailable,
-                        self.scenario.replicas,
-                    )
+    /// The lowest ordinal without an available pod, and whether it has no
+    /// pod at all.
+    fn first_not_available(&self) -> Option<(i32, bool)> {
+        let missing = self.missing.first().map(|&o| (o, true));
+        let terminating = self.terminating.iter().flatten();
+        let unavailable = [false, true].into_iter().flat_map(|new| {
+            let wait = if new {
+                self.scenario.min_ready_seconds
+            } else {
+                0
+            };
+            self.active[rev(new)][self.ready_for(new, wait)..].iter()
+        });
+        let waiting = terminating
+            .chain(unavailable)
+            .filter_map(|&i| self.pods[i].ordinal)
+            .min()
+            .map(|o| (o, false));
+        match (missing, waiting) {
+            (Some(m), Some(w)) => Some(if m.0 < w.0 { m } else { w }),
+            (m, w) => m.or(w),
+        }
+    }
+
+    /// Runs every controller until none has anything left to do this
+    /// second; false if they were still busy after the last round.
+    fn step(&mut self) -> bool {
+        let fenceposts = match &self.scenario.controller {
+            Controller::Rolling {
+                max_surge,
+                max_unavailable,
+            } => Some(
+                k8s::resolve_fenceposts(max_surge, max_unavailable, self.scenario.replicas)
                     .unwrap_or(k8s::Fenceposts {
                         surge: 0,
                         unavailable: 1,
                         both_zero: false,
-                    });
-                    self.sync_rolling(f.surge, f.effective_unavailable())
+                    }),
+            ),
+            _ => None,
+        };
+        let is_deployment = !is_stateful_set(&self.scenario.controller);
+        if is_deployment && self.scenario.paused {
+            return true;
+        }
+        for _ in 0..64 {
+            let changed = match self.scenario.controller.clone() {
+                Controller::Rolling { .. } => {
+                    let f = fenceposts.expect("resolved for Rolling");
+                    self.sync_rolling(f.surge.into(), f.effective_unavailable().into())
                 }
                 Controller::Recreate => self.sync_recreate(),
                 Controller::StatefulSet {
@@ -369,33 +510,21 @@ impl World {
                     on_delete,
                 } => self.sync_stateful_set(ordered, max_unavailable.max(1), partition, on_delete),
             };
-            let is_deployment = !matches!(self.scenario.controller, Controller::StatefulSet { .. });
             let synced =
                 is_deployment && (self.sync_replica_set(false) | self.sync_replica_set(true));
             if !changed && !synced {
-                break;
+                return true;
             }
         }
+        false
     }
 
     fn sample(&self) -> Sample {
-        let counts = |new: bool, desired: i32| {
-            let mut c = Counts {
-                desired,
-                ..Counts::default()
-            };
-            for p in self.revision(new) {
-                match p.state_at(self.t) {
-                    Some(PodState::Terminating) => c.terminating += 1,
-                    Some(PodState::Ready) => {
-                        c.current += 1;
-                        c.ready += 1;
-                    }
-                    Some(PodState::Warming) => c.current += 1,
-                    None => {}
-                }
-            }
-            c
+        let counts = |new: bool, desired: i64| Counts {
+            desired: i32::try_from(desired).unwrap_or(i32::MAX),
+            current: self.active[rev(new)].len() as i32,
+            ready: self.ready_for(new, 0) as i32,
+            terminating: self.terminating[rev(new)].len() as i32,
         };
         match &self.scenario.controller {
             Controller::StatefulSet {
@@ -410,8 +539,8 @@ impl World {
                 };
                 Sample {
                     t: self.t,
-                    old: counts(false, self.scenario.replicas - new),
-                    new: counts(true, new),
+                    old: counts(false, (self.scenario.replicas - new).into()),
+                    new: counts(true, new.into()),
                 }
             }
             _ => Sample {
@@ -422,19 +551,37 @@ impl World {
         }
     }
 
+    /// The next second after now at which a pod becomes Ready, available or
+    /// gone: until then the controllers have nothing new to act on.
+    fn next_event(&self) -> Option<u32> {
+        let t = self.t;
+        let mut next: Option<u32> = None;
+        let mut consider = |at: Option<u32>| {
+            if let Some(at) = at.filter(|&at| at > t) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        for new in [false, true] {
+            let active = &self.active[rev(new)];
+            let ready_at = |i: usize| active.get(i).and_then(|&p| self.pods[p].ready_at);
+            consider(ready_at(self.ready_for(new, 0)));
+            if new {
+                let m = self.scenario.min_ready_seconds;
+                consider(ready_at(self.ready_for(new, m)).map(|r| r.saturating_add(m)));
+            }
+            let queue = &self.terminating[rev(new)];
+            consider(queue.front().and_then(|&p| self.pods[p].gone_at));
+        }
+        next
+    }
+
     /// Nothing can change any more: no pod is warming up, becoming
     /// available or terminating, and the controllers are idle.
     fn settled(&self) -> bool {
-        let (t, m) = (self.t, self.scenario.min_ready_seconds);
-        self.pods.iter().all(|p| {
-            let terminating = p.gone_at.is_some_and(|g| g > t);
-            let pending = p.active() && p.new && p.ready_at.is_some_and(|r| r + m > t);
-            !terminating && !pending
-        })
+        self.next_event().is_none()
     }
 
     fn finished(&self) -> bool {
-        let (t, m) = (self.t, self.scenario.min_ready_seconds);
         let want_new = match &self.scenario.controller {
             Controller::StatefulSet {
                 on_delete: true, ..
@@ -442,54 +589,80 @@ impl World {
             Controller::StatefulSet { partition, .. } => {
                 (self.scenario.replicas - (*partition).max(0)).max(0)
             }
+            _ if self.scenario.paused => return false,
             _ => self.scenario.replicas,
         };
-        let want_old = self.scenario.replicas - want_new;
-        let old_alive = self
-            .revision(false)
-            .filter(|p| p.gone_at.is_none_or(|g| g > t))
-            .count() as i32;
-        let new_ok = self.revision(true).filter(|p| p.available(t, m)).count() as i32;
-        old_alive == want_old && new_ok == want_new
+        let want_old = i64::from(self.scenario.replicas - want_new);
+        let old_alive = (self.active[0].len() + self.terminating[0].len()) as i64;
+        old_alive == want_old && self.available_count(true) == i64::from(want_new)
     }
 }
 
-/// Simulates one rollout from its first second until it settles (or the horizon).
+/// Simulates one rollout from its first second until it settles (or the
+/// horizon), stepping from one event to the next: a run costs about
+/// (events x log pods), so the largest allowed rollout stays fast.
 pub fn simulate(scenario: &Scenario) -> Timeline {
-    let replicas = scenario.replicas.max(0);
-    let scenario = Scenario {
+    let replicas = scenario.simulated_replicas();
+    let capped = Scenario {
         replicas,
         ..scenario.clone()
     };
+    let stateful_set = is_stateful_set(&capped.controller);
     let mut world = World {
         pods: (0..replicas)
             .map(|i| Pod {
                 new: false,
-                ordinal: matches!(scenario.controller, Controller::StatefulSet { .. }).then_some(i),
+                ordinal: stateful_set.then_some(i),
                 created: 0,
                 ready_at: Some(0),
                 terminating_since: None,
                 gone_at: None,
             })
             .collect(),
-        old_desired: replicas,
+        active: [(0..replicas as usize).collect(), Vec::new()],
+        terminating: Default::default(),
+        by_ordinal: if stateful_set {
+            (0..replicas as usize).map(Some).collect()
+        } else {
+            Vec::new()
+        },
+        missing: BTreeSet::new(),
+        old_active: if stateful_set {
+            (0..replicas).collect()
+        } else {
+            BTreeSet::new()
+        },
+        old_desired: replicas.into(),
         new_desired: 0,
         t: 0,
-        scenario,
+        scenario: capped,
     };
     let mut samples = Vec::new();
     let mut finished_at = None;
     loop {
-        world.step();
+        world.expire();
+        let idle = world.step();
         samples.push(world.sample());
         if finished_at.is_none() && world.finished() {
             finished_at = Some(world.t);
         }
-        if (world.settled() && world.t > 0) || world.t >= HORIZON_SECONDS {
+        if (idle && world.settled() && world.t > 0) || world.t >= HORIZON_SECONDS {
             break;
         }
-        world.t += 1;
+        let next = if idle { world.next_event() } else { None };
+        world.t = next
+            .unwrap_or(world.t + 1)
+            .clamp(world.t + 1, HORIZON_SECONDS);
     }
+    let cut_short = if world.scenario.shutdown_cut_short() {
+        world
+            .pods
+            .iter()
+            .filter(|p| p.terminating_since.is_some())
+            .count() as i32
+    } else {
+        0
+    };
     let figures = Figures {
         min_ready: samples
             .iter()
@@ -506,10 +679,11 @@ pub fn simulate(scenario: &Scenario) -> Timeline {
             .map(|s| s.old.terminating + s.new.terminating)
             .max()
             .unwrap_or(0),
+        cut_short,
         finished_at,
     };
     Timeline {
-        scenario: world.scenario,
+        scenario: scenario.clone(),
         pods: world.pods,
         samples,
         figures,

@@ -37,28 +37,59 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Simulated {
     pub identity: String,
+    /// `rollguard.io/profile: stateful`: its pods flush state on exit.
+    pub stateful: bool,
     pub written: Timeline,
     /// None when rollguard denies the object (it is never rolled).
     pub admitted: Option<Timeline>,
     pub denied_by: Vec<String>,
 }
 
-/// Simulates one object; None for kinds that do not roll.
-pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simulated, String>> {
-    let kind = WorkloadKind::from_object(object)?;
-    let written = match scenario::from_object(object, options.assume)? {
-        Ok(s) => simulate(&s),
-        Err(err) => return Some(Err(err)),
-    };
+impl Simulated {
+    /// What goes wrong in the rollout rollguard admits: no Ready pod at some
+    /// second, stateful pods flushing in parallel, or flushes killed at the
+    /// grace period. Empty when it is safe or denied (never rolled).
+    pub fn admitted_harm(&self) -> Vec<&'static str> {
+        let Some(admitted) = &self.admitted else {
+            return Vec::new();
+        };
+        let mut harm = Vec::new();
+        if admitted.outage() {
+            harm.push("outage");
+        }
+        if self.stateful && admitted.figures.max_terminating > 1 {
+            harm.push("parallel flush");
+        }
+        if admitted.figures.cut_short > 0 {
+            harm.push("flush cut short");
+        }
+        harm
+    }
+}
+
+/// `Kind/namespace/name` of an object, as `check` names it.
+fn identity(kind: WorkloadKind, object: &Value) -> String {
     let text = |path: &str| object.pointer(path).and_then(Value::as_str);
-    let identity = format!(
+    format!(
         "{}/{}{}",
         kind.name(),
         text("/metadata/namespace")
             .map(|n| format!("{n}/"))
             .unwrap_or_default(),
         text("/metadata/name").unwrap_or("<unnamed>")
-    );
+    )
+}
+
+/// Simulates one object; None for kinds that do not roll. An error names
+/// the object.
+pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simulated, String>> {
+    let kind = WorkloadKind::from_object(object)?;
+    let identity = identity(kind, object);
+    let failed = |err: String| Some(Err(format!("{identity}: {err}")));
+    let written = match scenario::from_object(object, options.assume)? {
+        Ok(s) => simulate(&s),
+        Err(err) => return failed(err),
+    };
     let request = policy::EvalRequest {
         kind,
         object,
@@ -67,7 +98,7 @@ pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simul
     };
     let verdict = match policy::evaluate(&request, &options.settings) {
         Ok(v) => v,
-        Err(err) => return Some(Err(err.to_string())),
+        Err(err) => return failed(err.to_string()),
     };
     let denied_by: Vec<String> = verdict
         .denials()
@@ -78,10 +109,11 @@ pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simul
     } else {
         match scenario::from_object(&verdict.admitted, options.assume)? {
             Ok(s) => Some(simulate(&s)),
-            Err(err) => return Some(Err(err)),
+            Err(err) => return failed(err),
         }
     };
     Some(Ok(Simulated {
+        stateful: scenario::is_stateful(object),
         identity,
         written,
         admitted,
@@ -89,13 +121,37 @@ pub fn simulate_object(object: &Value, options: &Options) -> Option<Result<Simul
     }))
 }
 
-/// Runs `simulate` over the inputs; returns how many objects could not be read.
+/// What a run found, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Inputs or objects that could not be read or simulated.
+    pub unreadable: usize,
+    /// Admitted rollouts with an outage, a parallel stateful flush or a
+    /// flush cut short.
+    pub harmful: usize,
+}
+
+impl Summary {
+    /// 2 for unreadable input (as `check`), 1 when an admitted rollout
+    /// does harm, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.unreadable > 0 {
+            2
+        } else if self.harmful > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Runs `simulate` over the inputs.
 pub fn run(
     inputs: &[Input],
     options: &Options,
     stdin: &mut dyn Read,
     out: &mut dyn Write,
-) -> Result<usize, CheckError> {
+) -> Result<Summary, CheckError> {
     if options.output == Output::Svg && options.out_dir.is_none() {
         return Err(CheckError::Usage(
             "--output svg writes one file per workload: give a directory with --out DIR"
@@ -110,7 +166,7 @@ pub fn run(
         std::fs::create_dir_all(dir)
             .map_err(|err| CheckError::Usage(format!("cannot create {}: {err}", dir.display())))?;
     }
-    let mut errors = 0;
+    let mut summary = Summary::default();
     for input in inputs {
         let name = input.name();
         let text = match input {
@@ -123,7 +179,7 @@ pub fn run(
         let text = match text {
             Ok(text) => text,
             Err(err) => {
-                errors += 1;
+                summary.unreadable += 1;
                 writeln!(out, "{name}: cannot read: {err}")?;
                 continue;
             }
@@ -132,7 +188,7 @@ pub fn run(
             let value = match check::parse(&doc) {
                 Ok(parsed) => parsed.value,
                 Err(failure) => {
-                    errors += 1;
+                    summary.unreadable += 1;
                     writeln!(out, "{name}:{}: {}", failure.line, failure.message)?;
                     continue;
                 }
@@ -141,15 +197,20 @@ pub fn run(
                 match simulate_object(&object, options) {
                     None => {}
                     Some(Err(err)) => {
-                        errors += 1;
+                        summary.unreadable += 1;
                         writeln!(out, "{name}:{}: {err}", doc.line)?;
                     }
-                    Some(Ok(sim)) => show(&sim, &format!("{name}:{}", doc.line), options, out)?,
+                    Some(Ok(sim)) => {
+                        if !sim.admitted_harm().is_empty() {
+                            summary.harmful += 1;
+                        }
+                        show(&sim, &format!("{name}:{}", doc.line), options, out)?;
+                    }
                 }
             }
         }
     }
-    Ok(errors)
+    Ok(summary)
 }
 
 fn show(
@@ -174,6 +235,10 @@ fn show(
             "  denied by rollguard ({}): never rolled",
             sim.denied_by.join(", ")
         )?,
+    }
+    let harm = sim.admitted_harm();
+    if !harm.is_empty() {
+        writeln!(out, "  harm as admitted: {}", harm.join(", "))?;
     }
     let shown = sim.admitted.as_ref().unwrap_or(&sim.written);
     match (options.output, &options.out_dir) {

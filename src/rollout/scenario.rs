@@ -36,29 +36,41 @@ fn read(kind: WorkloadKind, object: &Value, assume: Assumptions) -> Result<Scena
     let settings = annotations::effective(&workload.annotations, &workload.template_annotations);
     let (declared, _) = annotations::parse(&settings);
     // The flush lasts what the annotations declare; without them, up to the
-    // grace period (the kubelet kills the pod then).
-    let grace = workload
-        .pod_spec
-        .termination_grace_period_seconds
-        .unwrap_or(k8s::DEFAULT_GRACE_PERIOD_SECONDS);
+    // grace period. Either way the kubelet kills the pod at the grace period
+    // (the model cuts it there and says so).
+    let grace = seconds(
+        workload
+            .pod_spec
+            .termination_grace_period_seconds
+            .unwrap_or(k8s::DEFAULT_GRACE_PERIOD_SECONDS),
+    );
     let declared_shutdown = match (declared.prestop_sleep, declared.shutdown_timeout) {
         (None, None) => None,
-        (sleep, timeout) => Some(sleep.unwrap_or(0) + timeout.unwrap_or(0)),
+        (sleep, timeout) => Some(sleep.unwrap_or(0).saturating_add(timeout.unwrap_or(0))),
     };
     let shutdown = assume
         .shutdown
-        .unwrap_or_else(|| seconds(declared_shutdown.unwrap_or(grace)));
+        .unwrap_or_else(|| declared_shutdown.map_or(grace, seconds));
     let spec = object.get("spec");
     let field = |name: &str| spec.and_then(|s| s.get(name));
+    // Beyond i32 the API server refuses the object; the model caps what it rolls.
     let replicas = field("replicas")
         .and_then(Value::as_i64)
-        .map_or(k8s::DEFAULT_REPLICAS, |n| n.clamp(0, 10_000) as i32);
+        .map_or(k8s::DEFAULT_REPLICAS, |n| {
+            i32::try_from(n).unwrap_or(if n < 0 { 0 } else { i32::MAX })
+        });
+    let paused = kind == WorkloadKind::Deployment
+        && field("paused").and_then(Value::as_bool).unwrap_or(false);
     let controller = match kind {
         WorkloadKind::Deployment => match &workload.rollout {
-            Some(r) if r.is_rolling_update() => Controller::Rolling {
-                max_surge: r.max_surge.clone(),
-                max_unavailable: r.max_unavailable.clone(),
-            },
+            Some(r) if r.is_rolling_update() => {
+                r.fenceposts()
+                    .map_err(|err| format!("spec.strategy.rollingUpdate: {err}"))?;
+                Controller::Rolling {
+                    max_surge: r.max_surge.clone(),
+                    max_unavailable: r.max_unavailable.clone(),
+                }
+            }
             _ => Controller::Recreate,
         },
         _ => match &workload.stateful_set {
@@ -77,7 +89,9 @@ fn read(kind: WorkloadKind, object: &Value, assume: Assumptions) -> Result<Scena
         min_ready_seconds: u32::try_from(workload.min_ready_seconds).unwrap_or(0),
         ready_after: assume.ready_after.unwrap_or(DEFAULT_READY_AFTER),
         shutdown,
+        grace_period: grace,
         new_never_ready: assume.new_never_ready,
+        paused,
     })
 }
 
@@ -85,4 +99,16 @@ fn seconds(value: i64) -> u32 {
     u32::try_from(value.max(0))
         .unwrap_or(u32::MAX)
         .min(super::model::HORIZON_SECONDS)
+}
+
+/// `rollguard.io/profile: stateful` on the object or its pod template.
+pub fn is_stateful(object: &Value) -> bool {
+    let Some(kind) = WorkloadKind::from_object(object) else {
+        return false;
+    };
+    Workload::read(kind, object).is_ok_and(|workload| {
+        let settings =
+            annotations::effective(&workload.annotations, &workload.template_annotations);
+        annotations::parse(&settings).0.profile == annotations::Profile::Stateful
+    })
 }
