@@ -590,7 +590,7 @@ fn a_rollout_started_at_a_scaled_down_count_is_judged_at_the_live_replicas() {
     };
     let silent = simulate(&from_object(&live, assume).unwrap().unwrap());
     assert!(
-        silent.figures.outage(),
+        silent.outage(),
         "as scaled, a broken release has 0 ready"
     );
     let update = reply(Route::Mutate, "UPDATE", live.clone());
