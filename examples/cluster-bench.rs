@@ -2,8 +2,9 @@
 //! in-process fake API server (paged lists, each page generated when asked:
 //! the server holds no list), against `check` over the same objects as one
 //! file, in the same run. Phases: `files`, `cluster` (JSON output,
-//! cluster-wide lists) and `report` (report output, listed namespace by
-//! namespace). Prints time, peak RSS and output bytes for each phase (each in
+//! cluster-wide lists), `nolimit` (as `cluster` from a server that ignores
+//! `limit` and sends everything in one page) and `report` (report output,
+//! listed namespace by namespace). Prints time, peak RSS and output bytes for each phase (each in
 //! its own process, so peaks do not mix). Run: scripts/cluster-bench.sh [N]
 
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 async fn list(
-    State(n): State<usize>,
+    State((n, ignore_limit)): State<(usize, bool)>,
     Query(q): Query<std::collections::HashMap<String, String>>,
     uri: axum::http::Uri,
 ) -> Json<Value> {
@@ -74,7 +75,10 @@ async fn list(
         [.., "deployments"] => (0, n),
         _ => (0, 0),
     };
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(total);
+    let limit: usize = match ignore_limit {
+        true => total,
+        false => q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(total),
+    };
     let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
     let end = (start + limit).min(total);
     let items: Vec<Value> = (start..end).map(|i| deployment(first + i)).collect();
@@ -123,7 +127,10 @@ async fn main() {
         let _ = std::fs::remove_file(path);
         summary
     } else {
-        let app = axum::Router::new().fallback(list).with_state(n);
+        let ignore_limit = phase == "nolimit";
+        let app = axum::Router::new()
+            .fallback(list)
+            .with_state((n, ignore_limit));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -340,6 +340,23 @@ pub async fn run(
     Ok(session.finish(out)?)
 }
 
+/// One page of a list as the API server sent it. The items stay raw JSON
+/// text until each is judged: a page is held once as text, then one object
+/// at a time as a tree, even from a server that ignores `limit`.
+#[derive(serde::Deserialize)]
+struct RawPage {
+    #[serde(default)]
+    metadata: RawListMeta,
+    #[serde(default)]
+    items: Vec<Box<serde_json::value::RawValue>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RawListMeta {
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
 /// One list: a kind in a namespace (or cluster-wide).
 struct List<'a> {
     namespace: Option<&'a str>,
@@ -387,6 +404,7 @@ impl Lister<'_> {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, list.resource),
             None => Api::all_with(self.client.clone(), list.resource),
         };
+        let url = kube::core::Request::new(api.resource_url());
         let source = list.source();
         let page_size = self.cluster.page_size;
         let mut tokens = std::collections::HashSet::new();
@@ -399,8 +417,22 @@ impl Lister<'_> {
             if let Some(token) = &token {
                 params = params.continue_token(token);
             }
-            let page = match api.list(&params).await {
-                Ok(page) => page,
+            let answer = match url.list(&params) {
+                Ok(request) => self.client.request_text(request).await,
+                Err(err) => Err(kube::Error::BuildRequest(err)),
+            };
+            let page = match answer {
+                Ok(text) => match serde_json::from_str::<RawPage>(&text) {
+                    Ok(page) => page,
+                    Err(err) => {
+                        let message = format!(
+                            "the API server's answer is not a list of {}: {err}; check the API server",
+                            list.resource.plural
+                        );
+                        session.error(list.namespace, &source, &message, out)?;
+                        return Ok(Stop::List);
+                    }
+                },
                 Err(kube::Error::Api(status))
                     if status.code == 410 && token.is_some() && !restarted =>
                 {
@@ -441,15 +473,26 @@ impl Lister<'_> {
             }
             let next = page.metadata.continue_.clone().filter(|t| !t.is_empty());
             let empty = page.items.is_empty();
+            let paged = restarted || token.is_some() || next.is_some();
             for item in page.items {
-                if restarted || token.is_some() || next.is_some() {
-                    if let Some(uid) = &item.metadata.uid {
-                        if !judged_uids.insert(uid.clone()) {
+                let object: Value = match serde_json::from_str(item.get()) {
+                    Ok(object) => object,
+                    Err(err) => {
+                        let message = format!("an item of the list is not an object: {err}");
+                        session.error(list.namespace, &source, &message, out)?;
+                        continue;
+                    }
+                };
+                drop(item);
+                if paged {
+                    let uid = object.pointer("/metadata/uid").and_then(Value::as_str);
+                    if let Some(uid) = uid {
+                        if !judged_uids.insert(uid.to_string()) {
                             continue;
                         }
                     }
                 }
-                self.judge(list, &source, item, judged, session, out)?;
+                self.judge(list, &source, object, judged, session, out)?;
             }
             if self.cluster.progress {
                 eprint!(
@@ -483,26 +526,26 @@ impl Lister<'_> {
         &mut self,
         list: &List<'_>,
         source: &str,
-        item: DynamicObject,
+        mut object: Value,
         judged: &CheckOptions,
         session: &mut Session,
         out: &mut dyn Write,
     ) -> Result<(), ClusterError> {
         let expected = list.kind.name();
-        if let Some(types) = &item.types {
-            if !types.kind.is_empty() && types.kind != expected {
-                let name = item.metadata.name.as_deref().unwrap_or("<unnamed>");
+        if let Some(kind) = object.get("kind").and_then(Value::as_str) {
+            if !kind.is_empty() && kind != expected {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<unnamed>");
                 let message = format!(
-                    "the list of {} holds {name} of kind {}: not judged as a {expected}; check the API server",
-                    list.resource.plural, types.kind
+                    "the list of {} holds {name} of kind {kind}: not judged as a {expected}; check the API server",
+                    list.resource.plural
                 );
                 session.error(list.namespace, source, &message, out)?;
                 return Ok(());
             }
         }
-        let mut object =
-            serde_json::to_value(&item).map_err(|err| CheckError::Output(err.into()))?;
-        drop(item);
         // List items usually carry no type: the list says what they are.
         object["apiVersion"] = Value::String(list.resource.api_version.clone());
         object["kind"] = Value::String(expected.to_string());
