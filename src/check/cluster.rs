@@ -1,6 +1,9 @@
 //! `rollguard check --cluster`: the workloads already running, judged by the
 //! same engine as files. Read-only (list only), one page at a time so memory
-//! is bounded by `--page-size`, not by the cluster.
+//! is bounded by `--page-size`, not by the cluster (a page is held as text and
+//! each object parsed when it is judged; report output holds one namespace's
+//! results). The default scope is the webhook's: its namespaceSelectors, read
+//! as [`labelled_mode`] and [`EXCLUDED_NAMESPACES`].
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,13 +25,15 @@ pub const MODE_LABEL: &str = crate::annotations::MODE;
 /// Which namespaces to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
-    /// Those labelled `rollguard.io/mode`, each judged in its label's mode.
+    /// Those the webhook acts on (`rollguard.io/mode` enforce or audit, not
+    /// excluded), each judged in its label's mode.
     Labelled,
     /// Namespaces matching a label selector, judged in `--mode`.
     Selector(String),
     /// These namespaces, judged in `--mode`.
     Named(Vec<String>),
-    /// Every namespace in one cluster-wide list per kind, judged in `--mode`.
+    /// Every namespace, judged in `--mode`: one cluster-wide list per kind,
+    /// or namespace by namespace for report output.
     All,
 }
 
