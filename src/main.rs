@@ -15,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = telemetry::init(cli.log_format) {
+    if let Err(err) = telemetry::init_with_default(cli.log_format, cli.default_log_filter()) {
         eprintln!("rollguard: {err}");
         return ExitCode::from(cli::EXIT_USAGE);
     }

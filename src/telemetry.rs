@@ -27,10 +27,21 @@ pub enum TelemetryError {
 /// Installs the global subscriber. Fails on an invalid `RUST_LOG` rather than
 /// silently logging at another level than the one asked for.
 pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env()
-        .map_err(|err| TelemetryError::Filter(err.to_string()))?;
+    init_with_default(format, "info")
+}
+
+/// As [`init`], with these directives when `RUST_LOG` is not set (a command
+/// can keep a library's own log lines off a person's terminal).
+pub fn init_with_default(format: LogFormat, default: &str) -> Result<(), TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(_) => EnvFilter::builder()
+            .with_default_directive(LevelFilter::INFO.into())
+            .from_env()
+            .map_err(|err| TelemetryError::Filter(err.to_string()))?,
+        Err(_) => EnvFilter::builder()
+            .parse(default)
+            .map_err(|err| TelemetryError::Filter(err.to_string()))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

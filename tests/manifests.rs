@@ -1178,3 +1178,26 @@ fn the_check_rbac_component_only_lists_what_check_cluster_reads() {
         ]
     );
 }
+
+/// The sample binding next to the check role binds exactly that role, and
+/// stays out of the rendered component (its subject is the user's to name).
+#[test]
+fn the_check_rbac_sample_binding_binds_the_check_role() {
+    let dir = manifests_dir().join("components/check-rbac");
+    let text = std::fs::read_to_string(dir.join("clusterrolebinding.example.yaml")).unwrap();
+    let bindings = parse_documents(&text);
+    assert_eq!(bindings.len(), 1);
+    let binding = &bindings[0];
+    assert_eq!(binding["kind"], "ClusterRoleBinding");
+    assert_eq!(
+        binding["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "rollguard-check"})
+    );
+    assert!(!array(&binding["subjects"], "subjects").is_empty());
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    assert!(
+        !kustomization.contains("\n  - clusterrolebinding"),
+        "{kustomization}"
+    );
+}

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::policy::{self, EvalRequest, Mode, Stage, Verdict};
+use crate::policy::{self, EffectiveMode, EvalRequest, Mode, Stage, Verdict};
 use crate::settings::Settings;
 use crate::workload::WorkloadKind;
 
@@ -39,15 +39,17 @@ pub struct CheckOptions {
 /// Counts for the summary line and the exit code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Report-only run: nothing counts as denied for the exit code.
-    pub audit: bool,
     pub objects: usize,
     /// Objects of kinds rollguard does not handle, passed through.
     pub passed_through: usize,
     pub mutated: usize,
-    /// Objects with a deny-level violation (denied in enforce mode, would be
-    /// in audit mode).
+    /// Objects judged in enforce mode with a deny-level violation: the
+    /// webhook would refuse them. The exit code counts only these.
     pub denied: usize,
+    /// Objects judged in audit mode (the run's `--mode`, a namespace's label
+    /// or the object's own annotation) with a deny-level violation: reported,
+    /// never refused, so they do not fail the run.
+    pub would_deny: usize,
     pub warned: usize,
     pub errors: usize,
 }
@@ -61,7 +63,9 @@ impl Summary {
             (None, None) => self.passed_through += 1,
             (Some(verdict), None) => {
                 self.mutated += usize::from(!verdict.mutations.is_empty());
-                self.denied += usize::from(verdict.denials().next().is_some());
+                let denies = verdict.denials().next().is_some();
+                self.denied += usize::from(denies && verdict.mode == EffectiveMode::Enforce);
+                self.would_deny += usize::from(denies && verdict.mode == EffectiveMode::Audit);
                 self.warned += usize::from(
                     verdict
                         .violations
@@ -72,11 +76,12 @@ impl Summary {
         }
     }
 
-    /// 0 nothing denied, 1 something would be denied, 2 unreadable input.
+    /// 0 nothing denied, 1 an object judged in enforce mode would be
+    /// denied, 2 unreadable input.
     pub fn exit_code(&self) -> u8 {
         if self.errors > 0 {
             2
-        } else if self.denied > 0 && !self.audit {
+        } else if self.denied > 0 {
             1
         } else {
             0
@@ -125,11 +130,8 @@ pub fn run(
     stdin: &mut dyn Read,
     out: &mut dyn Write,
 ) -> Result<Summary, CheckError> {
-    let mut summary = Summary {
-        audit: options.mode == Mode::Audit,
-        ..Summary::default()
-    };
-    let mut reporter = report::Reporter::new(options.format, options.color, options.mode);
+    let mut summary = Summary::default();
+    let mut reporter = report::Reporter::new(options.format, options.color);
     reporter.begin(out)?;
     for input in inputs {
         let name = input.name();
@@ -163,19 +165,17 @@ pub struct Session {
 
 impl Session {
     pub fn begin(options: &CheckOptions, out: &mut dyn Write) -> Result<Session, CheckError> {
-        let mut reporter = report::Reporter::new(options.format, options.color, options.mode);
+        let mut reporter = report::Reporter::new(options.format, options.color);
         reporter.begin(out)?;
         Ok(Session {
             reporter,
-            summary: Summary {
-                audit: options.mode == Mode::Audit,
-                ..Summary::default()
-            },
+            summary: Summary::default(),
         })
     }
 
-    /// Judges one object in `mode` (a namespace's own mode may differ from
-    /// the run's) and writes its report.
+    /// Judges one object (in `options.mode`: a namespace's own mode may
+    /// differ from the run's) and writes its report. Yaml output gets the
+    /// object without the fields the API server fills in, so it can be applied.
     pub fn object(
         &mut self,
         source: &str,
@@ -187,26 +187,70 @@ impl Session {
         self.summary.count(&report);
         self.reporter.object(out, &report)?;
         if self.reporter.wants_admitted() {
-            self.reporter.admitted(out, report.admitted())?;
+            self.reporter
+                .admitted(out, &without_server_fields(report.admitted()))?;
         }
         Ok(())
     }
 
-    /// A part of the source that could not be read: reported, counted, not fatal.
+    /// A part of the source that could not be read: reported (in the Report
+    /// of `namespace` too, for report output), counted, not fatal.
     pub fn error(
         &mut self,
+        namespace: Option<&str>,
         source: &str,
         message: &str,
         out: &mut dyn Write,
     ) -> Result<(), CheckError> {
         self.summary.errors += 1;
-        self.reporter.error(out, source, 0, message)
+        self.reporter.error(out, source, 0, message)?;
+        self.reporter.report_error(namespace, source, message);
+        Ok(())
+    }
+
+    /// Something the user should know that did not stop the check.
+    pub fn warning(
+        &mut self,
+        source: &str,
+        message: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), CheckError> {
+        self.reporter.warning(out, source, 0, message)
+    }
+
+    /// Every object of the namespaces so far has been judged: report output
+    /// writes their Reports now, so results are held for one namespace only.
+    pub fn namespaces_done(&mut self, out: &mut dyn Write) -> Result<(), CheckError> {
+        self.reporter.write_reports(out)
     }
 
     pub fn finish(mut self, out: &mut dyn Write) -> Result<Summary, CheckError> {
         self.reporter.finish(out, &self.summary)?;
         Ok(self.summary)
     }
+}
+
+/// Fields the API server sets on a stored object: a copy without them can
+/// be applied (`resourceVersion` and `uid` would make apply conflict or fail,
+/// `managedFields` and `status` are not the user's to write).
+fn without_server_fields(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(fields) = object.as_object_mut() {
+        fields.remove("status");
+    }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    object
 }
 
 fn check_stream(

@@ -7,7 +7,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{CheckError, ObjectReport, Summary};
-use crate::policy::{EffectiveMode, Mode};
+use crate::policy::EffectiveMode;
 use crate::rules::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +67,11 @@ impl std::fmt::Display for Format {
 pub struct Reporter {
     format: Format,
     color: bool,
-    mode: Mode,
     json_entries: usize,
-    /// Report output: the results so far, per namespace (kept until the end:
-    /// one Report per namespace, results only, not objects).
+    /// Report output: the results not yet written, per namespace (results
+    /// only, not objects). Files keep them to the end, as a namespace's
+    /// objects may be in any file; the cluster writes each namespace's
+    /// Report as soon as its lists are done ([`Reporter::write_reports`]).
     reports: std::collections::BTreeMap<String, Vec<Value>>,
 }
 
@@ -81,11 +82,10 @@ const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
 impl Reporter {
-    pub fn new(format: Format, color: bool, mode: Mode) -> Reporter {
+    pub fn new(format: Format, color: bool) -> Reporter {
         Reporter {
             format,
             color,
-            mode,
             json_entries: 0,
             reports: std::collections::BTreeMap::new(),
         }
@@ -159,11 +159,7 @@ impl Reporter {
         line: usize,
         message: &str,
     ) -> Result<(), CheckError> {
-        let position = if line > 0 {
-            format!("{source}:{line}")
-        } else {
-            source.to_string()
-        };
+        let position = position(source, line);
         match self.format {
             Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(color, level))?,
             Format::Sarif => self.json_entry(
@@ -223,7 +219,11 @@ impl Reporter {
         let Some(verdict) = &report.verdict else {
             return Ok(());
         };
-        let head = format!("{} ({}:{})", report.identity(), report.source, report.line);
+        let head = format!(
+            "{} ({})",
+            report.identity(),
+            position(report.source, report.line)
+        );
         if verdict.mode == EffectiveMode::Off {
             writeln!(
                 out,
@@ -285,12 +285,29 @@ impl Reporter {
         Ok(())
     }
 
-    pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
+    /// Report output: a part of a namespace that could not be read is an
+    /// `error` result in its Report, so the Report does not look clean.
+    pub fn report_error(&mut self, namespace: Option<&str>, source: &str, message: &str) {
+        if let (Format::Report, Some(namespace)) = (self.format, namespace) {
+            self.reports.entry(namespace.to_string()).or_default().push(
+                json!({"source": "rollguard", "policy": "rollguard", "rule": "read",
+                             "result": "error", "message": format!("{source}: {message}")}),
+            );
+        }
+    }
+
+    /// Report output: writes the Reports of the results held so far.
+    pub fn write_reports(&mut self, out: &mut dyn Write) -> Result<(), CheckError> {
         for (namespace, results) in std::mem::take(&mut self.reports) {
             self.admitted(out, &policy_report(&namespace, results))?;
         }
+        Ok(())
+    }
+
+    pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
+        self.write_reports(out)?;
         let line = format!(
-            "{} checked{}: {} mutated, {} {}, {} with warnings, {} errors",
+            "{} checked{}: {} mutated, {} denied, {} would be denied (audit mode: reported only), {} with warnings, {} errors",
             plural(summary.objects, "object", "objects"),
             if summary.passed_through > 0 {
                 format!(
@@ -302,11 +319,7 @@ impl Reporter {
             },
             summary.mutated,
             summary.denied,
-            if self.mode == Mode::Audit {
-                "would be denied (audit mode: nothing is)"
-            } else {
-                "denied"
-            },
+            summary.would_deny,
             summary.warned,
             summary.errors,
         );
@@ -328,6 +341,15 @@ impl Reporter {
         }
         out.flush()?;
         Ok(())
+    }
+}
+
+/// `file:line`, or the source alone when it has no lines (the cluster).
+fn position(source: &str, line: usize) -> String {
+    if line > 0 {
+        format!("{source}:{line}")
+    } else {
+        source.to_string()
     }
 }
 
@@ -440,7 +462,9 @@ fn report_results(report: &ObjectReport<'_>) -> Vec<Value> {
             } else {
                 "warn"
             };
-            result(v.rule.name(), outcome, v.message())
+            // The short form: a Report holds every result of a namespace,
+            // and the why and the fix are in docs/rules.md under the rule.
+            result(v.rule.name(), outcome, format!("{}: {}", v.field, v.detail))
         })
         .collect();
     results.extend(verdict.mutations.iter().map(|m| {
@@ -478,7 +502,11 @@ fn diff(out: &mut dyn Write, report: &ObjectReport<'_>) -> Result<(), CheckError
     }
     let before = to_yaml(report.original);
     let after = to_yaml(report.admitted());
-    let header = format!("{} ({}:{})", report.identity(), report.source, report.line);
+    let header = format!(
+        "{} ({})",
+        report.identity(),
+        position(report.source, report.line)
+    );
     let diff = similar::TextDiff::from_lines(&before, &after);
     write!(
         out,
@@ -497,6 +525,7 @@ fn to_yaml(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Mode;
 
     #[test]
     fn every_format_and_mode_label_round_trips() {

@@ -17,16 +17,18 @@ use crate::policy::{EffectiveMode, Mode};
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin.
-    #[arg(value_name = "PATH", default_value = "-")]
+    #[arg(value_name = "PATH", default_value = "-", conflicts_with = "cluster")]
     pub paths: Vec<String>,
 
     /// text, yaml (the manifests as admitted), diff, json, sarif or report (OpenReports).
     #[arg(long, short, value_name = "FORMAT", default_value_t = Format::Text)]
     pub output: Format,
 
-    /// enforce (what the webhook would admit or deny) or audit (report only).
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::Enforce)]
-    pub mode: Mode,
+    /// enforce (what the webhook would admit or deny; the default) or audit
+    /// (report only). With --cluster, only for -n, -l or -A: by default each
+    /// labelled namespace is judged in its label's mode.
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub mode: Option<Mode>,
 
     /// Never colour the text output (it is coloured only on a terminal).
     #[arg(long)]
@@ -43,7 +45,9 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Read the workloads of the cluster instead of files (default namespaces:
-    /// those labelled rollguard.io/mode, each judged in its label's mode).
+    /// those labelled rollguard.io/mode=enforce or audit, outside kube-system
+    /// and rollguard-system, as the webhook selects them; each judged in its
+    /// label's mode).
     #[arg(long)]
     pub cluster: bool,
 
@@ -91,7 +95,7 @@ pub(super) async fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
         return run_cluster(args).await;
     }
     let inputs = engine::expand(&args.paths).map_err(CliError::usage)?;
-    let options = options(&args)?;
+    let (options, _) = options(&args)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let summary = engine::run(&inputs, &options, &mut std::io::stdin().lock(), &mut out)
@@ -100,7 +104,7 @@ pub(super) async fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_cluster(args: CheckArgs) -> Result<ExitCode, CliError> {
-    let options = options(&args)?;
+    let (mut options, auto_handler) = options(&args)?;
     let flags = &args.cluster;
     let scope = if flags.all_namespaces {
         Scope::All
@@ -111,6 +115,12 @@ async fn run_cluster(args: CheckArgs) -> Result<ExitCode, CliError> {
     } else {
         Scope::Labelled
     };
+    if scope == Scope::Labelled && args.mode.is_some() {
+        return Err(CliError::usage(
+            "--mode applies to --namespace, --selector or --all-namespaces: without them each namespace \
+             labelled rollguard.io/mode is judged in its label's mode, as the webhook judges it",
+        ));
+    }
     let cluster = ClusterOptions {
         scope,
         page_size: flags.page_size,
@@ -120,6 +130,11 @@ async fn run_cluster(args: CheckArgs) -> Result<ExitCode, CliError> {
     let client = cluster::client(cluster.timeout)
         .await
         .map_err(CliError::usage)?;
+    if auto_handler {
+        // As `serve` does at start-up: the handler the cluster's version has.
+        options.settings.prestop_handler =
+            crate::cluster_version::detect_with(client.clone(), cluster.timeout).await;
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let result = cluster::run(client, &cluster, &options, &mut out).await;
     let flushed = out.flush();
@@ -128,19 +143,21 @@ async fn run_cluster(args: CheckArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// The engine's options for `check`, from files or the cluster alike.
-fn options(args: &CheckArgs) -> Result<CheckOptions, CliError> {
-    // Offline there is no cluster to ask: `auto` means the native sleep of
-    // current Kubernetes; pass --prestop-handler exec for older clusters.
-    let settings = args.policy.load().map_err(CliError::usage)?.settings;
-    Ok(CheckOptions {
-        mode: args.mode,
+/// The engine's options for `check`, from files or the cluster alike, and
+/// whether the preStop handler is `auto`. Offline there is no cluster to
+/// ask: `auto` means the native sleep of current Kubernetes (pass
+/// --prestop-handler exec for older clusters); `--cluster` asks the cluster.
+fn options(args: &CheckArgs) -> Result<(CheckOptions, bool), CliError> {
+    let loaded = args.policy.load().map_err(CliError::usage)?;
+    let options = CheckOptions {
+        mode: args.mode.unwrap_or(Mode::Enforce),
         format: args.output,
         color: !args.no_color
             && std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none(),
-        settings,
-    })
+        settings: loaded.settings,
+    };
+    Ok((options, loaded.auto_handler))
 }
 
 #[cfg(test)]
@@ -161,12 +178,12 @@ mod tests {
     #[test]
     fn mode_and_output_are_read_by_their_labels() {
         let defaults = check_args(&[]);
-        assert_eq!(
-            (defaults.mode, defaults.output),
-            (Mode::Enforce, Format::Text)
-        );
+        assert_eq!((defaults.mode, defaults.output), (None, Format::Text));
         let audit = check_args(&["--mode", "audit", "--output", "sarif"]);
-        assert_eq!((audit.mode, audit.output), (Mode::Audit, Format::Sarif));
+        assert_eq!(
+            (audit.mode, audit.output),
+            (Some(Mode::Audit), Format::Sarif)
+        );
         for mode in ["off", "Audit"] {
             assert!(Cli::try_parse_from(["rollguard", "check", "--mode", mode]).is_err());
         }

@@ -81,6 +81,18 @@ impl CliError {
     }
 }
 
+impl Cli {
+    /// The log filter when `RUST_LOG` is not set. `check` keeps the kube
+    /// client's own timestamped lines (with parts of response bodies) off the
+    /// terminal: its report already says what failed and what to do.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Check(_) => "info,kube=off,kube_client=off",
+            _ => "info",
+        }
+    }
+}
+
 /// Runs the chosen command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `serve` reports through its log (JSON lines in a cluster); the offline
