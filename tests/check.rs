@@ -180,6 +180,7 @@ fn malformed_yaml_is_an_error_with_file_and_line_and_the_rest_is_still_checked()
     assert_eq!(summary.errors, 1);
     assert_eq!(summary.exit_code(), 2);
     assert!(out.contains("error: <stdin>:"), "{out}");
+    assert!(out.trim_end().ends_with(", 1 error"), "{out}");
     assert!(out.contains("Deployment/shop/checkout"), "{out}");
 }
 

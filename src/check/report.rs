@@ -307,7 +307,7 @@ impl Reporter {
     pub fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> Result<(), CheckError> {
         self.write_reports(out)?;
         let line = format!(
-            "{} checked{}: {} mutated, {} denied, {} would be denied (audit mode: reported only), {} with warnings, {} errors",
+            "{} checked{}: {} mutated, {} denied, {} would be denied (audit mode: reported only), {} with warnings, {}",
             plural(summary.objects, "object", "objects"),
             if summary.passed_through > 0 {
                 format!(
@@ -321,7 +321,7 @@ impl Reporter {
             summary.denied,
             summary.would_deny,
             summary.warned,
-            summary.errors,
+            plural(summary.errors, "error", "errors"),
         );
         match self.format {
             Format::Text => writeln!(out, "{line}")?,
