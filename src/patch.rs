@@ -137,8 +137,8 @@ fn plan(view: &Value, writes: &[Write<'_>]) -> Result<Vec<Operation>, Unwritable
     // a thousand containers has thousands of writes).
     let mut places = Place::default();
     for write in writes {
-        // Below a parent an earlier operation creates, or at its place.
-        if let Some(index) = places.covering(&write.path, &operations) {
+        // Below a parent an earlier operation writes, or at its place.
+        if let Some(index) = places.covering(&write.path) {
             let operation = operations[index].as_mut().expect("a live operation");
             let below = &write.path[operation.path.len()..];
             if !set_within(
@@ -161,7 +161,6 @@ fn plan(view: &Value, writes: &[Write<'_>]) -> Result<Vec<Operation>, Unwritable
                 path: write.path.to_vec(),
                 value: write.value.clone().into_owned(),
                 add: false,
-                creates: false,
             }
         } else {
             // The first missing (or null) place gets the rest of the path
@@ -176,7 +175,6 @@ fn plan(view: &Value, writes: &[Write<'_>]) -> Result<Vec<Operation>, Unwritable
                 path: write.path[..=present].to_vec(),
                 value,
                 add: matches!(write.path[present], Step::Key(_)),
-                creates: true,
             }
         };
         places.at(&operation.path).operation = Some(operations.len());
@@ -211,21 +209,17 @@ impl Place {
         })
     }
 
-    /// The operation a write of `path` goes into: one that creates a parent
-    /// of `path`, or one that writes `path` itself.
-    fn covering(&self, path: &[Step], operations: &[Option<Operation>]) -> Option<usize> {
+    /// The operation a write of `path` goes into: one that writes a parent
+    /// of `path` (its value is what the parent holds once the patch has run,
+    /// so a later write below goes into it), or one that writes `path` itself.
+    fn covering(&self, path: &[Step]) -> Option<usize> {
         let mut place = self;
-        for (depth, step) in path.iter().enumerate() {
-            if let Some(index) = place.operation {
-                if operations[index].as_ref().is_some_and(|op| op.creates) {
-                    return Some(index);
-                }
+        for step in path {
+            if place.operation.is_some() {
+                return place.operation;
             }
             let index = place.children.binary_search_by(|(s, _)| s.cmp(step)).ok()?;
             place = &place.children[index].1;
-            if depth + 1 == path.len() {
-                return place.operation;
-            }
         }
         place.operation
     }
@@ -248,9 +242,6 @@ struct Operation {
     value: Value,
     /// `add` (a missing or null object member), else `replace`.
     add: bool,
-    /// Its value was made here, around the written one: later writes below
-    /// it go into it.
-    creates: bool,
 }
 
 /// How many leading steps of `path` name values that exist in `doc` (a null
@@ -400,6 +391,30 @@ mod tests {
             patch,
             json!([{"op": "add", "path": "/spec/lifecycle", "value": {"preStop": {"sleep": 1}}}])
         );
+    }
+
+    #[test]
+    fn a_write_below_a_replaced_value_goes_into_the_replacement() {
+        // The view's /spec/lifecycle/preStop is gone once /spec/lifecycle is
+        // replaced: a separate replace of it would not apply.
+        let view = json!({"spec": {"lifecycle": {"preStop": {"exec": {}}}, "grace": {"a": 1}}});
+        let writes = [
+            write(&path!["spec", "lifecycle"], json!({"postStart": {}})),
+            write(&path!["spec", "lifecycle", "preStop"], json!({"sleep": 1})),
+            write(&path!["spec", "grace"], Value::Null),
+            write(&path!["spec", "grace", "a"], json!(2)),
+        ];
+        let patch = build(&view, &writes).unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([
+                {"op": "replace", "path": "/spec/lifecycle", "value": {"postStart": {}, "preStop": {"sleep": 1}}},
+                {"op": "replace", "path": "/spec/grace", "value": {"a": 2}},
+            ])
+        );
+        let mut applied = view.clone();
+        json_patch::patch(&mut applied, &patch).unwrap();
+        assert_eq!(applied["spec"]["grace"], json!({"a": 2}));
     }
 
     #[test]
