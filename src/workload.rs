@@ -207,10 +207,11 @@ pub struct ObjectView {
 /// past the limit are checked but not read into memory.
 pub const MAX_ITEMS_REVIEWED: usize = 10_000;
 
-/// Most bytes of strings rollguard reads from one object: eight times the
-/// 256 KiB the API server allows for all of an object's annotations. Past
-/// it, as past [`MAX_ITEMS_REVIEWED`].
-pub const MAX_TEXT_BYTES_REVIEWED: usize = 2 * 1024 * 1024;
+/// Most bytes of strings rollguard reads from one object: four times the
+/// 256 KiB the API server allows for all of an object's annotations (a
+/// workload has two sets, its own and its template's). A string is copied a
+/// few times in a review; past this, as past [`MAX_ITEMS_REVIEWED`].
+pub const MAX_TEXT_BYTES_REVIEWED: usize = 1024 * 1024;
 
 /// The fields of [`ObjectView`], read within its budget.
 #[derive(Deserialize)]

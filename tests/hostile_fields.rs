@@ -20,7 +20,9 @@ use rollguard::policy::{self, EngineError, EvalRequest, Mode, Stage};
 use rollguard::server::{app, AppState};
 use rollguard::settings::Settings;
 use rollguard::tls;
-use rollguard::workload::{WorkloadKind, MAX_ITEMS_REVIEWED, MAX_TEXT_BYTES_REVIEWED};
+use rollguard::workload::{
+    WorkloadKind, MAX_CONTAINERS_REVIEWED, MAX_ITEMS_REVIEWED, MAX_TEXT_BYTES_REVIEWED,
+};
 use support::binary::{peak_rss_kib, Binary, SHIPPED_MEMORY_LIMIT_MIB};
 use support::tls::{client_config, reqwest_builder, trust_any_server, H1};
 
@@ -189,9 +191,36 @@ fn hostile_reviews() -> Vec<Hostile> {
             json!({"preStop": {"exec": {"command": ["sh", "-c", "x".repeat(text_left)]}}});
     });
     hostile.push(Hostile {
-        field: "just within the read limit (reviewed)",
+        field: "just within the read limit: ports and text (reviewed)",
         route: "/mutate",
         body: encode(&within),
+        reviewed: true,
+    });
+    // As many containers as rollguard reviews, each with every list it
+    // reads but a preStop hook, which every one of them gets: ten items a
+    // container.
+    let containers: Vec<Value> = (0..MAX_CONTAINERS_REVIEWED.min(MAX_ITEMS_REVIEWED / 10 - 1))
+        .map(|i| {
+            json!({
+                "name": format!("c{i}"),
+                "image": "registry.example/app:1",
+                "readinessProbe": {"httpGet": {"port": "http", "httpHeaders": [
+                    {"name": "X-Probe", "value": "ready"}, {"name": "X-Pod", "value": "c"}]}},
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}},
+                "ports": [{"containerPort": 8080, "name": "http"},
+                          {"containerPort": 9090, "name": "metrics"},
+                          {"containerPort": 9091, "name": "admin"},
+                          {"containerPort": 9092, "name": "debug"},
+                          {"containerPort": 9093, "name": "grpc"}],
+            })
+        })
+        .collect();
+    hostile.push(Hostile {
+        field: "just within the read limit: containers with every list (reviewed)",
+        route: "/mutate",
+        body: encode(&pod_review(|r| {
+            r["request"]["object"]["spec"]["containers"] = json!(containers)
+        })),
         reviewed: true,
     });
     hostile
