@@ -199,7 +199,7 @@ pub struct ObjectView {
 /// Most list elements and map entries (containers, ports, command and args
 /// strings, probe headers, owner references, annotations; all lists and maps
 /// of the view together) that rollguard reads from one object. Each costs
-/// memory many times its JSON text (a 7 MB review of 366 000 ports took
+/// memory many times its JSON text (a 7 MB review of 294 000 ports took
 /// 187 MiB), and the API server bounds few of these lists, so the bound is
 /// per review, not per list. No real object comes near: a thousand
 /// containers with a port each take 2000. An object with more is allowed

@@ -388,6 +388,7 @@ fn build_patch(
         return Ok((patch, None));
     }
     let admitted = ObjectView::from_value(&json).map_err(|e| e.of(kind))?;
+    // The writes took an object at the read limit past it: never judge part.
     if admitted.is_over_read_limit() {
         return Err(EngineError::OverReadLimit { kind });
     }
