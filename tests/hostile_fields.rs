@@ -509,3 +509,35 @@ async fn a_denial_lists_a_few_ports_and_counts_the_rest() {
     assert!(message.contains("and 35 more"), "{message}");
     assert!(!message.contains("p39"), "{message}");
 }
+
+#[tokio::test]
+async fn an_object_its_own_patch_takes_past_the_limit_is_left_alone_too() {
+    // The fixture's Pod reads as two items besides its ports: its container
+    // and its one annotation. Its patch adds one: `rollguard.io/mutated`.
+    let reply_with = |ports| async move {
+        let (status, reply) = call(
+            "/mutate",
+            encode(&pod_with_ports(numbered_ports(ports), None)),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        reply["response"].clone()
+    };
+    let fits = reply_with(MAX_ITEMS_REVIEWED - 3).await;
+    assert!(fits.get("patch").is_some(), "{fits}");
+    assert!(fits.get("warnings").is_none(), "{fits}");
+
+    let past_once_patched = reply_with(MAX_ITEMS_REVIEWED - 2).await;
+    assert_eq!(past_once_patched["allowed"], true);
+    assert!(
+        past_once_patched.get("patch").is_none(),
+        "{past_once_patched}"
+    );
+    let warning = past_once_patched["warnings"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        warning.starts_with("rollguard did not review this Pod"),
+        "{warning}"
+    );
+}
