@@ -177,7 +177,7 @@ fn answer_read_as(
             Ok(response) => reply(response, log),
             Err(message) => plain(500, message, log, Outcome::Error),
         },
-        Err(err @ EngineError::TooManyContainers { .. }) => {
+        Err(err @ (EngineError::TooManyContainers { .. } | EngineError::OverReadLimit { .. })) => {
             log.outcome = Outcome::Skipped;
             log.skipped = true;
             let mut response = request.response();

@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::k8s_semantics as k8s;
 use crate::patch::Step;
 use crate::path;
+use crate::strict_json::{Bounded, ReadBudget};
 
 /// The kinds rollguard applies rules to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,21 +180,60 @@ pub struct StatefulRollout {
 ///
 /// One view serves every kind: a Pod's pod spec is `spec`, a workload's is
 /// `spec.template.spec`; each kind's reader takes the fields it has.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+///
+/// It is read within [`MAX_ITEMS_REVIEWED`] and [`MAX_TEXT_BYTES_REVIEWED`]
+/// (see [`ObjectView::is_over_read_limit`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectView {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "json_object"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "json_object"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
+    /// Some list or map was cut short at the read limit: the view is not the
+    /// whole object, and no rule may judge or patch it.
+    #[serde(skip)]
+    over_read_limit: bool,
+}
+
+/// Most list elements and map entries (containers, ports, command and args
+/// strings, probe headers, owner references, annotations; all lists and maps
+/// of the view together) that rollguard reads from one object. Each costs
+/// memory many times its JSON text (a 7 MB review of 294 000 ports took
+/// 187 MiB), and the API server bounds few of these lists, so the bound is
+/// per review, not per list. No real object comes near: a thousand
+/// containers with a port each take 2000. An object with more is allowed
+/// untouched with a warning, as one with too many containers; the elements
+/// past the limit are checked but not read into memory.
+pub const MAX_ITEMS_REVIEWED: usize = 10_000;
+
+/// Most bytes of strings rollguard reads from one object: four times the
+/// 256 KiB the API server allows for all of an object's annotations (a
+/// workload has two sets, its own and its template's). A string is copied a
+/// few times in a review; past this, as past [`MAX_ITEMS_REVIEWED`].
+pub const MAX_TEXT_BYTES_REVIEWED: usize = 1024 * 1024;
+
+/// The fields of [`ObjectView`], read within its budget.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ViewFields {
+    #[serde(default, deserialize_with = "json_object")]
+    metadata: Option<Metadata>,
+    #[serde(default, deserialize_with = "json_object")]
+    spec: Option<Spec>,
+}
+
+impl<'de> Deserialize<'de> for ObjectView {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let budget = ReadBudget::new(MAX_ITEMS_REVIEWED, MAX_TEXT_BYTES_REVIEWED);
+        let ViewFields { metadata, spec } =
+            ViewFields::deserialize(Bounded::new(deserializer, &budget))?;
+        Ok(ObjectView {
+            metadata,
+            spec,
+            over_read_limit: budget.exceeded(),
+        })
+    }
 }
 
 /// `metadata`: of the object, or of a pod template (which reads annotations only).
@@ -360,8 +400,10 @@ where
             Ok(None)
         }
 
+        // Read as a struct, not a map: a map may be cut short at the read
+        // limit (strict_json::Bounded), a struct's fields never are.
         fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
+            d.deserialize_struct("object", &[], self)
         }
 
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
@@ -455,6 +497,13 @@ impl ObjectView {
         }
     }
 
+    /// Whether a list or map of the object went past [`MAX_ITEMS_REVIEWED`]
+    /// or its strings past [`MAX_TEXT_BYTES_REVIEWED`]: the view then holds
+    /// part of them only, and the object must be left alone.
+    pub fn is_over_read_limit(&self) -> bool {
+        self.over_read_limit
+    }
+
     /// The view as JSON: the fields it read, nothing else. The engine works
     /// out from it which parents of a write exist, and judges the object it
     /// would admit by applying its patch to it.
@@ -507,7 +556,7 @@ impl Workload {
     /// [`Workload::from_view`] on a view given away: its containers and
     /// annotations move into the workload instead of being copied.
     pub fn from_owned_view(kind: WorkloadKind, view: ObjectView) -> Result<Workload, ReadError> {
-        let ObjectView { metadata, spec } = view;
+        let ObjectView { metadata, spec, .. } = view;
         let has_spec = spec.is_some();
         let mut metadata = metadata.unwrap_or_default();
         let mut spec = spec.unwrap_or_default();

@@ -1237,18 +1237,7 @@ fn containers(count: usize, env_per_container: usize) -> serde_json::Value {
         .collect()
 }
 
-/// Peak resident memory of a process, from /proc (Linux).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
-/// The shipped Deployment's memory limit (manifests/base/deployment.yaml).
-const SHIPPED_MEMORY_LIMIT_MIB: u64 = 64;
+use support::binary::{peak_rss_kib, SHIPPED_MEMORY_LIMIT_MIB};
 
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,6 +225,10 @@ pub enum EngineError {
     /// the object is left alone.
     #[error("rollguard did not review this {kind}: more than the {MAX_CONTAINERS_REVIEWED} containers it reviews")]
     TooManyContainers { kind: WorkloadKind },
+    /// Lists or strings past what rollguard reads (`workload::MAX_ITEMS_REVIEWED`,
+    /// `MAX_TEXT_BYTES_REVIEWED`): the view holds part of them, the object is left alone.
+    #[error("rollguard did not review this {kind}: it has more than the {} list items or {} MiB of text it reads", crate::workload::MAX_ITEMS_REVIEWED, crate::workload::MAX_TEXT_BYTES_REVIEWED >> 20)]
+    OverReadLimit { kind: WorkloadKind },
 }
 
 /// What the rules read besides the object: settings and declarations.
@@ -297,6 +301,9 @@ pub fn evaluate_view(
     mode: Mode,
     settings: &Settings,
 ) -> Result<Verdict, EngineError> {
+    if view.is_over_read_limit() {
+        return Err(EngineError::OverReadLimit { kind });
+    }
     let received = Workload::from_view(kind, view)?;
     if received.has_too_many_containers() {
         return Err(EngineError::TooManyContainers { kind });
@@ -381,6 +388,10 @@ fn build_patch(
         return Ok((patch, None));
     }
     let admitted = ObjectView::from_value(&json).map_err(|e| e.of(kind))?;
+    // The writes took an object at the read limit past it: never judge part.
+    if admitted.is_over_read_limit() {
+        return Err(EngineError::OverReadLimit { kind });
+    }
     Ok((patch, Some(admitted)))
 }
 

@@ -95,14 +95,21 @@ fn container_declares(container: &Container, port: &IntOrString) -> bool {
     })
 }
 
+/// Ports a message lists before "and N more": enough to spot a misspelt
+/// name, and a message stays short whatever the object declares.
+const PORTS_NAMED_IN_MESSAGES: usize = 5;
+
 /// `rollguard.io/readiness-port` names a port no container declares: the
 /// kubelet resolves a probe's named port from the container's own ports, so
 /// the pod would never become Ready.
 fn undeclared_port(spec: &PodSpec, name: &str) -> Finding {
-    let declared: Vec<String> = spec
+    let mut ports = spec
         .containers
         .iter()
-        .flat_map(|c| c.ports.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten());
+    let shown: Vec<String> = ports
+        .by_ref()
+        .take(PORTS_NAMED_IN_MESSAGES)
         .map(|p| match &p.name {
             Some(port_name) if !port_name.is_empty() => {
                 format!("{port_name} ({})", p.container_port)
@@ -110,10 +117,10 @@ fn undeclared_port(spec: &PodSpec, name: &str) -> Finding {
             _ => p.container_port.to_string(),
         })
         .collect();
-    let declared = if declared.is_empty() {
-        "none".to_string()
-    } else {
-        declared.join(", ")
+    let declared = match (shown.is_empty(), ports.count()) {
+        (true, _) => "none".to_string(),
+        (false, 0) => shown.join(", "),
+        (false, more) => format!("{} and {more} more", shown.join(", ")),
     };
     Finding::new(
         Rule::InvalidAnnotation,

@@ -191,3 +191,16 @@ pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let status = binary.wait_exit(WAIT_BOUND);
     (status.code(), binary.rest_of_log())
 }
+
+/// Peak resident memory of a process, from /proc (Linux).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The shipped Deployment's memory limit (manifests/base/deployment.yaml).
+pub const SHIPPED_MEMORY_LIMIT_MIB: u64 = 64;
