@@ -1,6 +1,7 @@
-//! Accepting connections and serving each: the connection cap (the idlest
-//! connection makes room), TCP_NODELAY, the TLS handshake, HTTP/1 or HTTP/2
-//! by ALPN, idle connections closed, and the drain when the listener stops.
+//! Accepting connections and serving each: the connection cap (one
+//! connection in its handshake or idle makes room, see `connections`),
+//! TCP_NODELAY, the TLS handshake, HTTP/1 or HTTP/2 by ALPN, idle
+//! connections closed, and the drain when the listener stops.
 
 use std::future::Future;
 use std::io;
@@ -24,7 +25,9 @@ use super::Timeouts;
 use crate::connections::{Activity, Registry};
 use crate::metrics::Metrics;
 
-/// How long a connection closed for idleness may take to say goodbye.
+/// How long a connection closed for idleness, after at least one request,
+/// may take to say goodbye (an HTTP/2 GOAWAY read by its client). One that
+/// never started a request is dropped at once.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// While the cap is reached and every connection is busy, how often to look
@@ -171,9 +174,9 @@ async fn accept_loop(
     let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
     // A permit per connection. Past the cap, one accepted connection waits
-    // for a slot (the idlest open connection is asked to make room) and the
-    // others wait in the kernel's listen backlog instead of each costing a
-    // task, a TLS state and buffers.
+    // for a slot (an open connection is evicted and gives its slot back at
+    // once) and the others wait in the kernel's listen backlog instead of
+    // each costing a task, a TLS state and buffers.
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut cap_warned: Option<Instant> = None;
     tokio::pin!(stop);
@@ -197,7 +200,7 @@ async fn accept_loop(
                     warn!(
                         listener = label,
                         max_connections,
-                        "connection cap reached; closing the idlest connections to make room"
+                        "connection cap reached; closing idle connections to make room"
                     );
                     cap_warned = Some(Instant::now());
                 }
@@ -224,7 +227,7 @@ async fn accept_loop(
         if let Err(err) = stream.set_nodelay(true) {
             debug!(listener = label, %peer, error = %err, "cannot set TCP_NODELAY");
         }
-        let entry = registry.open();
+        let entry = registry.open(Some(slot));
         let task = connection(
             stream,
             peer,
@@ -240,7 +243,6 @@ async fn accept_loop(
         connections.spawn(async move {
             task.await;
             drop(entry);
-            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
@@ -293,14 +295,27 @@ async fn connection(
     watch: Watch,
 ) {
     match transport {
-        Transport::Plain => serve_http(&builders.http1, stream, peer, app, watch).await,
+        Transport::Plain => {
+            watch.activity.handshake_done();
+            serve_http(&builders.http1, stream, peer, app, watch).await;
+        }
         Transport::Tls {
             acceptor,
             handshake_timeout,
             metrics,
         } => {
             let _open = metrics.connection_opened();
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+            let handshake = tokio::select! {
+                handshake = handshake => handshake,
+                () = watch.activity.closing_requested() => {
+                    // A silent TCP connection (or a slow handshake) at the
+                    // cap: the first to make room.
+                    debug!(%peer, "closing a connection still in its TLS handshake to make room");
+                    return;
+                }
+            };
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
                     // Closed before a ClientHello: TCP probes and port scans.
@@ -318,6 +333,7 @@ async fn connection(
                     return;
                 }
             };
+            watch.activity.handshake_done();
             let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 &builders.http2
             } else {
@@ -356,7 +372,9 @@ async fn serve_http<I>(
     );
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let idle_close = activity.idle_close(bounds.first_request, bounds.idle);
+    let idle_close = activity
+        .clone()
+        .idle_close(bounds.first_request, bounds.idle);
     let drain_started = async move {
         // Err only when the listener is gone: drain then too.
         let _ = drain.wait_for(|draining| *draining).await;
@@ -365,12 +383,20 @@ async fn serve_http<I>(
         result = conn.as_mut() => result,
         reason = idle_close => {
             debug!(%peer, ?reason, "closing an idle connection");
-            // HTTP/2 gets a GOAWAY; a connection still before its preface is
-            // dropped at once.
+            if !activity.ever_used() {
+                // Nothing to say goodbye to: dropped at once.
+                return;
+            }
+            // HTTP/2 gets a GOAWAY. A request that began as the eviction
+            // was decided (a race) is answered, within its own time bound.
             conn.as_mut().graceful_shutdown();
-            tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut())
-                .await
-                .unwrap_or(Ok(()))
+            if activity.is_idle() {
+                tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut())
+                    .await
+                    .unwrap_or(Ok(()))
+            } else {
+                conn.as_mut().await
+            }
         }
         () = drain_started => {
             conn.as_mut().graceful_shutdown();
