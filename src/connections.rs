@@ -10,10 +10,12 @@
 //! idle bound, and when the cap is reached one connection is evicted to make
 //! room for the one waiting, chosen in this order:
 //!
-//! 1. still in its TLS handshake, oldest first (a real client's handshake
-//!    takes milliseconds);
-//! 2. never started a request, idle for longest first;
-//! 3. idle between requests, idle for longest first.
+//! 1. never started a request, whether still in its TLS handshake (a TCP
+//!    connection that sends no ClientHello) or past it, open for longest
+//!    first (counted from the handshake's end once it is done): a real
+//!    client's handshake takes milliseconds, so one in it for long is not
+//!    one;
+//! 2. idle between requests, idle for longest first.
 //!
 //! An evicted connection gives its slot back at once, while it closes, and
 //! is never chosen again. A connection with a request in flight is never
@@ -68,7 +70,6 @@ impl Registry {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(millis_since(self.epoch)),
-            handshaking: AtomicBool::new(true),
             closing: AtomicBool::new(false),
             slot: Mutex::new(slot),
             evict: Notify::new(),
@@ -139,15 +140,14 @@ impl Drop for Connection {
     }
 }
 
-/// Requests in flight on a connection, since when it has had none, and
-/// whether it is still in its handshake or already closing.
+/// Requests in flight on a connection, since when it has had none (or since
+/// its handshake, or its opening), and whether it is closing.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
     started: AtomicU64,
     idle_since_ms: AtomicU64,
-    handshaking: AtomicBool,
     closing: AtomicBool,
     slot: Mutex<Option<OwnedSemaphorePermit>>,
     /// Wakes the waiters of [`Activity::closing_requested`]; the durable
@@ -168,7 +168,6 @@ impl Activity {
     pub fn handshake_done(&self) {
         self.idle_since_ms
             .store(millis_since(self.epoch), Ordering::Release);
-        self.handshaking.store(false, Ordering::Release);
     }
 
     /// Whether the connection has started a request yet.
@@ -184,15 +183,9 @@ impl Activity {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Lower is evicted first.
+    /// Lower is evicted first: never used (handshaking included), then used.
     fn eviction_rank(&self) -> u8 {
-        if self.handshaking.load(Ordering::Acquire) {
-            0
-        } else if !self.ever_used() {
-            1
-        } else {
-            2
-        }
+        u8::from(self.ever_used())
     }
 
     fn take_slot(&self) -> Option<OwnedSemaphorePermit> {
@@ -370,21 +363,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn connections_in_their_handshake_go_first_then_those_never_used() {
+    async fn connections_never_used_go_first_handshaking_ones_included_oldest_first() {
         let registry = Arc::new(Registry::default());
         let used = open(&registry, None);
         drop(used.activity().begin());
+        let old_handshake = registry.open(None);
         tokio::time::advance(Duration::from_secs(10)).await;
         let never_used = open(&registry, None);
         tokio::time::advance(Duration::from_secs(10)).await;
-        let handshaking = registry.open(None);
+        let new_handshake = registry.open(None);
 
-        assert!(registry.evict_idlest());
-        assert!(evicted(&handshaking).await);
-        assert!(!evicted(&never_used).await && !evicted(&used).await);
-        assert!(registry.evict_idlest());
-        assert!(evicted(&never_used).await);
-        assert!(!evicted(&used).await);
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            assert!(registry.evict_idlest());
+            for (name, connection) in [
+                ("old handshake", &old_handshake),
+                ("never used", &never_used),
+                ("new handshake", &new_handshake),
+                ("used", &used),
+            ] {
+                if !order.contains(&name) && connection.activity().is_closing() {
+                    order.push(name);
+                }
+            }
+        }
+        assert_eq!(
+            order,
+            ["old handshake", "never used", "new handshake", "used"]
+        );
+        assert!(!registry.evict_idlest());
     }
 
     #[tokio::test(start_paused = true)]

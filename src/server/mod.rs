@@ -31,7 +31,7 @@ use rustls::ServerConfig;
 use thiserror::Error;
 
 use crate::admission::PolicyConfig;
-use crate::body_limit::{BodyBudget, BodyPace, BodyRules};
+use crate::body_limit::BodyRules;
 use crate::evaluation_pool::EvaluationPool;
 use crate::metrics::Metrics;
 
@@ -41,6 +41,7 @@ mod request_log;
 mod routes;
 mod timeout;
 
+pub use crate::body_limit::{BodyBudget, BodyPace};
 pub use accept::{serve_plain, serve_tls};
 pub use lifecycle::{run, serve, Readiness, ReadyState};
 pub use routes::{app, ops_app};
