@@ -1334,21 +1334,41 @@ async fn hostile_and_huge_reviews_stay_well_within_the_shipped_memory_limit() {
 async fn large_reviews_do_not_hold_back_small_ones_and_all_answer_within_their_timeout() {
     bounded(async {
         let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
-        let client = server.client(H2_AND_H1);
-        let url = server.url("/mutate?timeout=10s");
+        // As the API server sends them: the shipped timeout, as ?timeout=
+        // and as the client's own bound.
+        let client = api_server_like_client(&server, H2_AND_H1);
+        let url = server.url("/mutate?timeout=3s");
         let large =
             pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100));
         let mut larges = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let (client, url, body) = (client.clone(), url.clone(), large.clone());
-            larges.spawn(async move { post_review(&client, url, body).await.status() });
+            larges.spawn(async move {
+                let started = Instant::now();
+                let status = post_review(&client, url, body).await.status();
+                (status, started.elapsed())
+            });
         }
+        let mut slowest_small = Duration::ZERO;
         for _ in 0..8 {
-            let small = post_review(&client, url.clone(), POD_REVIEW.into()).await;
-            assert_eq!(small.status(), 200, "a small review while large ones run");
+            let (status, took) = timed_review(&client, &url).await;
+            assert_eq!(
+                status,
+                Some(200),
+                "a small review while large ones run, within the shipped {SHIPPED_WEBHOOK_TIMEOUT:?}"
+            );
+            slowest_small = slowest_small.max(took);
         }
-        while let Some(status) = larges.join_next().await {
-            assert_eq!(status.expect("large review task"), 200);
+        println!(
+            "small review while 4 large ones ({:.1} MB each) run: slowest of 8 in {slowest_small:?}",
+            large.len() as f64 / 1e6
+        );
+        while let Some(answered) = larges.join_next().await {
+            let (status, took) = answered.expect("large review task");
+            println!("large review: {status} in {took:?}");
+            // Within the timeout: answered, or refused for lack of room in
+            // the body budget (503), never left to time out.
+            assert!([200, 503].contains(&status.as_u16()), "{status}");
         }
         server.stop().await.expect("clean stop");
     })
@@ -1673,6 +1693,82 @@ async fn bodies_past_the_budget_wait_then_get_503_with_retry_after_and_fit_once_
         let fits = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
         assert_eq!(fits.status(), 200);
         server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_at_the_body_limit_stay_within_the_shipped_memory_limit() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--prestop-handler",
+            "sleep",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        wait_ready(ops).await;
+        let cert = tls::self_signed().expect("certificate").cert_pem;
+        let mut config = client_config(&[&cert], None, H2_AND_H1);
+        trust_any_server(&mut config);
+        let client = reqwest_builder(config)
+            .timeout(TEST_BOUND)
+            .build()
+            .expect("client");
+        let url = format!("https://{https}/mutate?timeout=10s");
+        // 7 MB each, under the body limit: 8 of them buffered at once were
+        // 56 MB of bodies alone.
+        let body = pod_review(|r| r["request"]["extra"] = serde_json::json!(vec![0; 3_600_000]));
+        let before = peak_rss_kib(binary.child.id());
+        let mut reviews = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            reviews.spawn(async move {
+                let started = Instant::now();
+                let answer = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("answered");
+                let retry_after = answer.headers().contains_key("retry-after");
+                (answer.status().as_u16(), retry_after, started.elapsed())
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(answered) = reviews.join_next().await {
+            let (status, retry_after, took) = answered.expect("review task");
+            assert!(
+                status == 200 || (status == 503 && retry_after),
+                "{status}: neither answered nor refused for the budget"
+            );
+            statuses.push((status, took));
+        }
+        statuses.sort();
+        let peak = peak_rss_kib(binary.child.id());
+        println!(
+            "8 concurrent {:.1} MB reviews: {statuses:?}; peak RSS {:.1} MiB (before {:.1} MiB, \
+             shipped limit {SHIPPED_MEMORY_LIMIT_MIB} MiB)",
+            body.len() as f64 / 1e6,
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+        );
+        assert!(statuses.iter().any(|(status, _)| *status == 200));
+        assert!(
+            peak < SHIPPED_MEMORY_LIMIT_MIB * 1024 * 3 / 4,
+            "peak RSS {peak} KiB is not well within the {SHIPPED_MEMORY_LIMIT_MIB} MiB limit"
+        );
+        binary.terminate();
+        binary.wait_exit(WAIT_BOUND);
     })
     .await;
 }
