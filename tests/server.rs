@@ -1000,6 +1000,7 @@ async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_clien
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("client");
+            let started = Instant::now();
             let answered = client
                 .post(server.url("/mutate"))
                 .header("content-type", "application/json")
@@ -1008,6 +1009,11 @@ async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_clien
                 .await
                 .expect("a new client is answered although idle connections fill the cap");
             assert_eq!(answered.status(), 200);
+            println!(
+                "new client ({}) at a full cap of 4: answered in {:?}",
+                String::from_utf8_lossy(alpn[0]),
+                started.elapsed()
+            );
             clients.push(client);
         }
         // The idlest ones made room: at least two of them were closed.
