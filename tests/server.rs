@@ -1584,11 +1584,13 @@ async fn an_h2_connection_that_sends_its_preface_then_only_pings_is_closed_after
                 .expect("preface");
             let started = Instant::now();
             let pinging = tokio::spawn(async move {
-                while pings {
-                    if writer.write_all(H2_PING).await.is_err() {
-                        return;
+                if pings {
+                    loop {
+                        if writer.write_all(H2_PING).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 // Keeps the writing half open.
                 std::future::pending::<()>().await;

@@ -208,7 +208,6 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             shutdown_delay: args.shutdown_delay,
             drain: args.drain_timeout,
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-            ..Timeouts::default()
         },
     };
     let served = server::serve(args.listen, args.ops_listen, options).await;
