@@ -821,6 +821,27 @@ fn serve_without_a_certificate_exits_2_and_says_how_to_fix_it() {
 }
 
 #[test]
+fn a_body_budget_smaller_than_one_body_exits_2_and_says_what_to_raise() {
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--self-signed",
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+        "--max-body-bytes",
+        "2000000",
+        "--max-buffered-body-bytes",
+        "1000000",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("--max-buffered-body-bytes") && log.contains("at least 2000000"),
+        "{log}"
+    );
+}
+
+#[test]
 fn unusable_tls_files_exit_2_naming_the_file() {
     let dir = TempDir::new();
     let cert = dir.write("tls.crt", &tls::self_signed().expect("cert").cert_pem);

@@ -121,6 +121,14 @@ fn warn_unless_allocator_bounded() {
 
 pub(super) async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     warn_unless_allocator_bounded();
+    if args.max_buffered_body_bytes < args.max_body_bytes {
+        return Err(CliError::usage(format!(
+            "--max-buffered-body-bytes {} is smaller than --max-body-bytes {}: a body at the limit \
+             could never be read; raise --max-buffered-body-bytes to at least {} (and the memory \
+             limit with it), or lower --max-body-bytes",
+            args.max_buffered_body_bytes, args.max_body_bytes, args.max_body_bytes
+        )));
+    }
     let loaded = args.policy.load().map_err(CliError::usage)?;
     let mut settings = loaded.settings;
     if loaded.auto_handler {
