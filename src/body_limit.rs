@@ -114,7 +114,12 @@ impl BodyPace {
         let received = u64::try_from(received).unwrap_or(u64::MAX);
         let allowed = Duration::from_secs(received / rate)
             + Duration::from_nanos((received % rate).saturating_mul(1_000_000_000) / rate);
-        started + self.grace.saturating_add(allowed)
+        // Past what an Instant holds: no deadline the request time would not
+        // come to first.
+        const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        started
+            .checked_add(self.grace.saturating_add(allowed))
+            .unwrap_or(started + FAR)
     }
 }
 
@@ -362,8 +367,12 @@ mod tests {
             pace.next_byte_due(start, 2500),
             start + Duration::from_millis(3500)
         );
-        // No overflow at the type's limit.
-        let _ = pace.next_byte_due(start, usize::MAX);
+        // No overflow at the types' limits.
+        let slowest = BodyPace {
+            grace: Duration::MAX,
+            bytes_per_second: 1,
+        };
+        assert!(slowest.next_byte_due(start, usize::MAX) > start);
     }
 
     #[tokio::test(start_paused = true)]
