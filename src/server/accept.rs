@@ -34,6 +34,13 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// again for one that has become idle.
 const EVICTION_RETRY: Duration = Duration::from_millis(100);
 
+/// HTTP/2 flow-control windows: what a client may send before the server
+/// reads it, per stream and per connection (the connection's is hyper's
+/// default). 128 KiB per stream still carries 128 MB/s over a round trip of
+/// a millisecond.
+const H2_STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+const H2_CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
+
 /// Cap on concurrent connections to the ops listener: probes and scrapes.
 const OPS_MAX_CONNECTIONS: usize = 64;
 
@@ -61,10 +68,16 @@ impl Builders {
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .header_read_timeout(header_read);
-            // Pings find dead peers on otherwise idle h2 connections.
+            // Pings find dead peers on otherwise idle h2 connections. A
+            // stream waiting for room in the body budget leaves its window
+            // unread: an eighth of the connection's, so it takes eight such
+            // streams, not one, to hold back the others on the connection
+            // (hyper's default gives each stream the whole window).
             builder
                 .http2()
                 .timer(TokioTimer::new())
+                .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(10));
             builder
