@@ -21,13 +21,15 @@ pub enum Outcome {
     TooLarge,
     /// 408: not answered within the request's time bound.
     Timeout,
+    /// 503: no room in the budget of buffered bodies in time.
+    Busy,
     /// 500. Also what a review that never set its outcome counts as.
     #[default]
     Error,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Allowed,
         Outcome::Patched,
         Outcome::Denied,
@@ -37,6 +39,7 @@ impl Outcome {
         Outcome::BadRequest,
         Outcome::TooLarge,
         Outcome::Timeout,
+        Outcome::Busy,
         Outcome::Error,
     ];
 
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::BadRequest => "bad-request",
             Outcome::TooLarge => "too-large",
             Outcome::Timeout => "timeout",
+            Outcome::Busy => "busy",
             Outcome::Error => "error",
         }
     }

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use rollguard::admission::PolicyConfig;
-use rollguard::server::{AppState, Timeouts};
+use rollguard::server::{self, AppState, Timeouts};
 use support::binary::{run_to_exit, Binary, LOOPBACK_SERVE};
 use support::fixtures::admission_review as fixture;
 use support::http::{closed_within, http_get, read_response};
@@ -983,8 +983,15 @@ async fn a_corpus_of_bad_input_gets_the_right_status_and_the_server_stays_health
 #[tokio::test]
 async fn a_trickled_body_is_cut_at_the_api_servers_timeout_with_408() {
     bounded(async {
+        // A byte every 50 ms is under the default body pace, which would cut
+        // it after a second (tests/server.rs): a loose pace leaves it to the
+        // time bounds.
         let state = AppState::new(PolicyConfig::default())
-            .with_request_timeout(Duration::from_secs(3));
+            .with_request_timeout(Duration::from_secs(3))
+            .with_body_pace(server::BodyPace {
+                grace: Duration::from_secs(60),
+                bytes_per_second: 1,
+            });
         let metrics = state.metrics.clone();
         let server = start(state, quick_timeouts()).await;
         let (status, head, cut_after, mut reader) = trickle(

@@ -821,6 +821,27 @@ fn serve_without_a_certificate_exits_2_and_says_how_to_fix_it() {
 }
 
 #[test]
+fn a_body_budget_smaller_than_one_body_exits_2_and_says_what_to_raise() {
+    let (code, log) = run_to_exit(&[
+        "serve",
+        "--self-signed",
+        "--listen",
+        "127.0.0.1:0",
+        "--ops-listen",
+        "127.0.0.1:0",
+        "--max-body-bytes",
+        "2000000",
+        "--max-buffered-body-bytes",
+        "1000000",
+    ]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("--max-buffered-body-bytes") && log.contains("at least 2000000"),
+        "{log}"
+    );
+}
+
+#[test]
 fn unusable_tls_files_exit_2_naming_the_file() {
     let dir = TempDir::new();
     let cert = dir.write("tls.crt", &tls::self_signed().expect("cert").cert_pem);
@@ -1000,6 +1021,7 @@ async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_clien
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("client");
+            let started = Instant::now();
             let answered = client
                 .post(server.url("/mutate"))
                 .header("content-type", "application/json")
@@ -1008,6 +1030,11 @@ async fn idle_h2_and_http1_connections_up_to_the_cap_do_not_lock_out_a_new_clien
                 .await
                 .expect("a new client is answered although idle connections fill the cap");
             assert_eq!(answered.status(), 200);
+            println!(
+                "new client ({}) at a full cap of 4: answered in {:?}",
+                String::from_utf8_lossy(alpn[0]),
+                started.elapsed()
+            );
             clients.push(client);
         }
         // The idlest ones made room: at least two of them were closed.
@@ -1323,23 +1350,443 @@ async fn hostile_and_huge_reviews_stay_well_within_the_shipped_memory_limit() {
 async fn large_reviews_do_not_hold_back_small_ones_and_all_answer_within_their_timeout() {
     bounded(async {
         let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
-        let client = server.client(H2_AND_H1);
-        let url = server.url("/mutate?timeout=10s");
+        // As the API server sends them: the shipped timeout, as ?timeout=
+        // and as the client's own bound.
+        let client = api_server_like_client(&server, H2_AND_H1);
+        let url = server.url("/mutate?timeout=3s");
         let large =
             pod_review(|r| r["request"]["object"]["spec"]["containers"] = containers(1_000, 100));
         let mut larges = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let (client, url, body) = (client.clone(), url.clone(), large.clone());
-            larges.spawn(async move { post_review(&client, url, body).await.status() });
+            larges.spawn(async move {
+                let started = Instant::now();
+                let status = post_review(&client, url, body).await.status();
+                (status, started.elapsed())
+            });
         }
+        let mut slowest_small = Duration::ZERO;
         for _ in 0..8 {
-            let small = post_review(&client, url.clone(), POD_REVIEW.into()).await;
-            assert_eq!(small.status(), 200, "a small review while large ones run");
+            let (status, took) = timed_review(&client, &url).await;
+            assert_eq!(
+                status,
+                Some(200),
+                "a small review while large ones run, within the shipped {SHIPPED_WEBHOOK_TIMEOUT:?}"
+            );
+            slowest_small = slowest_small.max(took);
         }
-        while let Some(status) = larges.join_next().await {
-            assert_eq!(status.expect("large review task"), 200);
+        println!(
+            "small review while 4 large ones ({:.1} MB each) run: slowest of 8 in {slowest_small:?}",
+            large.len() as f64 / 1e6
+        );
+        while let Some(answered) = larges.join_next().await {
+            let (status, took) = answered.expect("large review task");
+            println!("large review: {status} in {took:?}");
+            // Within the timeout: answered, or refused for lack of room in
+            // the body budget (503), never left to time out.
+            assert!([200, 503].contains(&status.as_u16()), "{status}");
         }
         server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- tests: the cap, the handshake, slow and many bodies
+
+/// The API server's timeout for the shipped webhooks (`timeoutSeconds: 3` in
+/// manifests/base/*webhookconfiguration.yaml).
+const SHIPPED_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The client's HTTP/2 connection preface and an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// An HTTP/2 PING frame (not an ACK) with an 8-byte payload.
+const H2_PING: &[u8] = b"\0\0\x08\x06\0\0\0\0\0pingpong";
+
+fn connections_open(server: &TestServer) -> u64 {
+    server
+        .state
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix("rollguard_connections_open "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("open connections gauge")
+}
+
+async fn wait_for_connections_open(server: &TestServer, expected: u64) {
+    tokio::time::timeout(WAIT_BOUND, async {
+        while connections_open(server) != expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} connections open, not {expected}",
+            connections_open(server)
+        )
+    });
+}
+
+/// A client as the API server is one: keep-alive, bounded by the shipped
+/// webhook timeout, which it also sends as `?timeout=`.
+fn api_server_like_client(server: &TestServer, alpn: &[&[u8]]) -> reqwest::Client {
+    reqwest_builder(client_config(&[&server.cert_pem], None, alpn))
+        .timeout(SHIPPED_WEBHOOK_TIMEOUT)
+        .build()
+        .expect("client")
+}
+
+/// Sends the fixture review and returns its status and how long it took;
+/// None when it was not answered within the client's timeout.
+async fn timed_review(client: &reqwest::Client, url: &str) -> (Option<u16>, Duration) {
+    let started = Instant::now();
+    let status = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(POD_REVIEW)
+        .send()
+        .await
+        .ok()
+        .map(|response| response.status().as_u16());
+    (status, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_full_of_idle_h2_http1_and_silent_tcp_connections_still_answers_new_clients_in_time()
+{
+    bounded(async {
+        let cap: usize = 20;
+        // Bounds far longer than the test: only eviction can make room.
+        let timeouts = Timeouts {
+            max_connections: cap,
+            tls_handshake: Duration::from_secs(60),
+            header_read: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        // Silent TCP first: the oldest, which used to be picked for eviction
+        // again and again while it could not be evicted.
+        let mut silent = Vec::new();
+        for _ in 0..5 {
+            silent.push(TcpStream::connect(server.https).await.expect("connect"));
+        }
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            idle.push(tls_connect(&server, H2).await);
+        }
+        for _ in 0..4 {
+            let mut after_preface = tls_connect(&server, H2).await;
+            after_preface
+                .write_all(H2_PREFACE_AND_SETTINGS)
+                .await
+                .expect("preface");
+            idle.push(after_preface);
+        }
+        for _ in 0..3 {
+            idle.push(tls_connect(&server, H1).await);
+        }
+        for _ in 0..3 {
+            // Keep-alive after one answered request: what an idle API
+            // server connection looks like.
+            let mut used = tls_connect(&server, H1).await;
+            used.write_all(
+                format!(
+                    "POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{POD_REVIEW}",
+                    POD_REVIEW.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("request");
+            let (status, _, _) = read_response(&mut used).await;
+            assert_eq!(status, 200);
+            idle.push(used);
+        }
+        wait_for_connections_open(&server, cap as u64).await;
+
+        let url = server.url("/mutate?timeout=3s");
+        let mut clients = tokio::task::JoinSet::new();
+        for (index, alpn) in [H2, H1, H2_AND_H1, H2, H1, H2_AND_H1].into_iter().enumerate() {
+            let (client, url) = (api_server_like_client(&server, alpn), url.clone());
+            clients.spawn(async move {
+                let first = timed_review(&client, &url).await;
+                let again = timed_review(&client, &url).await;
+                (index, first, again)
+            });
+        }
+        let mut worst = Duration::ZERO;
+        while let Some(answered) = clients.join_next().await {
+            let (index, first, again) = answered.expect("client task");
+            println!(
+                "new client {index}: answered {:?} in {:?}, again on the same connection {:?} in {:?}",
+                first.0, first.1, again.0, again.1
+            );
+            for (status, took) in [first, again] {
+                assert_eq!(
+                    status,
+                    Some(200),
+                    "client {index} not answered within the shipped {SHIPPED_WEBHOOK_TIMEOUT:?}"
+                );
+                worst = worst.max(took);
+            }
+        }
+        println!("slowest answer at a full cap of {cap}: {worst:?}");
+        // The silent TCP connections, open for longest and never used, made
+        // room first.
+        for mut stream in silent {
+            assert_closed_within(&mut stream, Duration::from_secs(1)).await;
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_tcp_connections_at_the_cap_do_not_lock_out_a_client_before_the_handshake_bound() {
+    bounded(async {
+        let cap = 20;
+        let timeouts = Timeouts {
+            max_connections: cap,
+            tls_handshake: Duration::from_secs(60),
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        let mut silent = Vec::new();
+        for _ in 0..cap {
+            silent.push(TcpStream::connect(server.https).await.expect("connect"));
+        }
+        wait_for_connections_open(&server, cap as u64).await;
+        let client = api_server_like_client(&server, H2_AND_H1);
+        let (status, took) = timed_review(&client, &server.url("/validate?timeout=3s")).await;
+        println!("answered {status:?} in {took:?} with {cap} silent TCP connections at the cap");
+        assert_eq!(status, Some(200));
+        // A connection evicted during its handshake is dropped, not served.
+        let mut closed = 0;
+        for stream in &mut silent {
+            closed += usize::from(closed_within(stream, Duration::from_millis(200)).await);
+        }
+        assert!(closed >= 1, "no silent connection made room");
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_that_sends_its_preface_then_only_pings_is_closed_after_the_first_request_bound(
+) {
+    bounded(async {
+        let first_request = Duration::from_secs(1);
+        let timeouts = Timeouts {
+            header_read: first_request,
+            ..quick_timeouts()
+        };
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, timeouts).await;
+        for pings in [false, true] {
+            let stream = tls_connect(&server, H2).await;
+            let (mut reader, mut writer) = tokio::io::split(stream);
+            writer
+                .write_all(H2_PREFACE_AND_SETTINGS)
+                .await
+                .expect("preface");
+            let started = Instant::now();
+            let pinging = tokio::spawn(async move {
+                if pings {
+                    loop {
+                        if writer.write_all(H2_PING).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                // Keeps the writing half open.
+                std::future::pending::<()>().await;
+            });
+            assert_closed_within(&mut reader, first_request * 5).await;
+            println!(
+                "h2 after its preface{}: closed after {:?} (first-request bound {first_request:?})",
+                if pings { ", pinging every 200 ms" } else { "" },
+                started.elapsed()
+            );
+            pinging.abort();
+        }
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_after_the_grace_and_the_connection_closes() {
+    bounded(async {
+        let server = start(server::DEFAULT_MAX_BODY_BYTES, quick_timeouts()).await;
+        let grace = server.state.body_pace.grace;
+        let mut stream = tls_connect(&server, H1).await;
+        stream
+            .write_all(
+                b"POST /validate?timeout=3s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 1000\r\n\r\n{",
+            )
+            .await
+            .expect("headers");
+        let started = Instant::now();
+        let (status, head, _) = read_response(&mut stream).await;
+        println!(
+            "a body that stops after one byte: {status} after {:?} (grace {grace:?})",
+            started.elapsed()
+        );
+        assert_eq!(status, 408);
+        assert!(head.contains("connection: close"), "{head}");
+        assert_closed_within(&mut stream, WAIT_BOUND).await;
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_past_the_budget_wait_then_get_503_with_retry_after_and_fit_once_room_is_made() {
+    bounded(async {
+        let body_limit = 64 * 1024;
+        // A slow first body is allowed (long grace): it holds the whole budget.
+        let state = AppState::new(PolicyConfig::default())
+            .with_max_body_bytes(body_limit)
+            .with_max_buffered_body_bytes(body_limit)
+            .with_body_pace(server::BodyPace {
+                grace: Duration::from_secs(20),
+                bytes_per_second: 1,
+            });
+        let server = support::server::start(state, quick_timeouts()).await;
+        let review = pod_review(|r| {
+            r["request"]["object"]["metadata"]["annotations"] =
+                serde_json::json!({"pad": "x".repeat(body_limit - POD_REVIEW.len() - 200)})
+        });
+        assert!(review.len() <= body_limit);
+        let mut holder = tls_connect(&server, H1).await;
+        holder
+            .write_all(
+                format!(
+                    "POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n",
+                    review.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("headers");
+        tokio::time::timeout(WAIT_BOUND, async {
+            while server.state.body_budget.available_bytes() >= POD_REVIEW.len() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the first body reserves the budget");
+
+        let client = server.client(H2_AND_H1);
+        let started = Instant::now();
+        let refused = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        println!(
+            "no room in the budget: {} after {:?}",
+            refused.status(),
+            started.elapsed()
+        );
+        assert_eq!(refused.status(), 503);
+        assert_eq!(
+            refused
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok()),
+            Some("1")
+        );
+        assert!(refused
+            .text()
+            .await
+            .expect("body")
+            .contains("--max-buffered-body-bytes"));
+
+        holder.write_all(&review).await.expect("body");
+        let (status, _, _) = read_response(&mut holder).await;
+        assert_eq!(status, 200);
+        let fits = post_review(&client, server.url("/validate"), POD_REVIEW.into()).await;
+        assert_eq!(fits.status(), 200);
+        server.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_at_the_body_limit_stay_within_the_shipped_memory_limit() {
+    bounded(async {
+        let mut binary = Binary::start(&[
+            "serve",
+            "--self-signed",
+            "--prestop-handler",
+            "sleep",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--shutdown-delay",
+            "0",
+        ]);
+        let https = binary.address_after("listening on https://");
+        let ops = binary.address_after("ops on http://");
+        wait_ready(ops).await;
+        let cert = tls::self_signed().expect("certificate").cert_pem;
+        let mut config = client_config(&[&cert], None, H2_AND_H1);
+        trust_any_server(&mut config);
+        let client = reqwest_builder(config)
+            .timeout(TEST_BOUND)
+            .build()
+            .expect("client");
+        let url = format!("https://{https}/mutate?timeout=10s");
+        // 7 MB each, under the body limit: 8 of them buffered at once were
+        // 56 MB of bodies alone.
+        let body = pod_review(|r| r["request"]["extra"] = serde_json::json!(vec![0; 3_600_000]));
+        let before = peak_rss_kib(binary.child.id());
+        let mut reviews = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            reviews.spawn(async move {
+                let started = Instant::now();
+                let answer = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("answered");
+                let retry_after = answer.headers().contains_key("retry-after");
+                (answer.status().as_u16(), retry_after, started.elapsed())
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(answered) = reviews.join_next().await {
+            let (status, retry_after, took) = answered.expect("review task");
+            assert!(
+                status == 200 || (status == 503 && retry_after),
+                "{status}: neither answered nor refused for the budget"
+            );
+            statuses.push((status, took));
+        }
+        statuses.sort();
+        let peak = peak_rss_kib(binary.child.id());
+        println!(
+            "8 concurrent {:.1} MB reviews: {statuses:?}; peak RSS {:.1} MiB (before {:.1} MiB, \
+             shipped limit {SHIPPED_MEMORY_LIMIT_MIB} MiB)",
+            body.len() as f64 / 1e6,
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+        );
+        assert!(statuses.iter().any(|(status, _)| *status == 200));
+        assert!(
+            peak < SHIPPED_MEMORY_LIMIT_MIB * 1024 * 3 / 4,
+            "peak RSS {peak} KiB is not well within the {SHIPPED_MEMORY_LIMIT_MIB} MiB limit"
+        );
+        binary.terminate();
+        binary.wait_exit(WAIT_BOUND);
     })
     .await;
 }

@@ -51,6 +51,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Bytes all admission request bodies buffered at once may hold
+    /// together (at least --max-body-bytes). A request that finds no room
+    /// within a second gets 503 with Retry-After. Memory grows with it: keep
+    /// it well under the container's memory limit.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_BUFFERED_BODY_BYTES)]
+    pub max_buffered_body_bytes: usize,
+
     /// After SIGTERM, keep serving this long with readiness failing, so the
     /// pod leaves the endpoints before the listener closes (e.g. 5, 5s).
     #[arg(long, value_name = "DURATION", default_value = "5", value_parser = parse_duration)]
@@ -76,6 +83,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+
+    /// A TLS handshake must complete within this (at the connection cap,
+    /// connections still in their handshake are closed first).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
+    pub tls_handshake_timeout: Duration,
 
     /// HTTP/1 request headers must arrive within this; also how long an idle
     /// keep-alive connection stays open.
@@ -109,6 +121,14 @@ fn warn_unless_allocator_bounded() {
 
 pub(super) async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     warn_unless_allocator_bounded();
+    if args.max_buffered_body_bytes < args.max_body_bytes {
+        return Err(CliError::usage(format!(
+            "--max-buffered-body-bytes {} is smaller than --max-body-bytes {}: a body at the limit \
+             could never be read; raise --max-buffered-body-bytes to at least {} (and the memory \
+             limit with it), or lower --max-body-bytes",
+            args.max_buffered_body_bytes, args.max_body_bytes, args.max_body_bytes
+        )));
+    }
     let loaded = args.policy.load().map_err(CliError::usage)?;
     let mut settings = loaded.settings;
     if loaded.auto_handler {
@@ -157,6 +177,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         audit_only: args.audit,
     })
     .with_max_body_bytes(args.max_body_bytes)
+    .with_max_buffered_body_bytes(args.max_buffered_body_bytes)
     .with_request_timeout(args.request_timeout);
     if let Some(not_after) = not_after {
         state
@@ -189,12 +210,12 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         tls_config,
         state,
         timeouts: Timeouts {
+            tls_handshake: args.tls_handshake_timeout,
             header_read: args.header_read_timeout,
             idle: args.idle_timeout,
             shutdown_delay: args.shutdown_delay,
             drain: args.drain_timeout,
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-            ..Timeouts::default()
         },
     };
     let served = server::serve(args.listen, args.ops_listen, options).await;

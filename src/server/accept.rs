@@ -1,6 +1,7 @@
-//! Accepting connections and serving each: the connection cap (the idlest
-//! connection makes room), TCP_NODELAY, the TLS handshake, HTTP/1 or HTTP/2
-//! by ALPN, idle connections closed, and the drain when the listener stops.
+//! Accepting connections and serving each: the connection cap (one
+//! connection in its handshake or idle makes room, see `connections`),
+//! TCP_NODELAY, the TLS handshake, HTTP/1 or HTTP/2 by ALPN, idle
+//! connections closed, and the drain when the listener stops.
 
 use std::future::Future;
 use std::io;
@@ -24,12 +25,21 @@ use super::Timeouts;
 use crate::connections::{Activity, Registry};
 use crate::metrics::Metrics;
 
-/// How long a connection closed for idleness may take to say goodbye.
+/// How long a connection closed for idleness, after at least one request,
+/// may take to say goodbye (an HTTP/2 GOAWAY read by its client). One that
+/// never started a request is dropped at once.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// While the cap is reached and every connection is busy, how often to look
 /// again for one that has become idle.
 const EVICTION_RETRY: Duration = Duration::from_millis(100);
+
+/// HTTP/2 flow-control windows: what a client may send before the server
+/// reads it, per stream and per connection (the connection's is hyper's
+/// default). 128 KiB per stream still carries 128 MB/s over a round trip of
+/// a millisecond.
+const H2_STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+const H2_CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
 
 /// Cap on concurrent connections to the ops listener: probes and scrapes.
 const OPS_MAX_CONNECTIONS: usize = 64;
@@ -58,10 +68,16 @@ impl Builders {
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .header_read_timeout(header_read);
-            // Pings find dead peers on otherwise idle h2 connections.
+            // Pings find dead peers on otherwise idle h2 connections. A
+            // stream waiting for room in the body budget leaves its window
+            // unread: an eighth of the connection's, so it takes eight such
+            // streams, not one, to hold back the others on the connection
+            // (hyper's default gives each stream the whole window).
             builder
                 .http2()
                 .timer(TokioTimer::new())
+                .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(10));
             builder
@@ -171,9 +187,9 @@ async fn accept_loop(
     let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
     // A permit per connection. Past the cap, one accepted connection waits
-    // for a slot (the idlest open connection is asked to make room) and the
-    // others wait in the kernel's listen backlog instead of each costing a
-    // task, a TLS state and buffers.
+    // for a slot (an open connection is evicted and gives its slot back at
+    // once) and the others wait in the kernel's listen backlog instead of
+    // each costing a task, a TLS state and buffers.
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut cap_warned: Option<Instant> = None;
     tokio::pin!(stop);
@@ -197,7 +213,7 @@ async fn accept_loop(
                     warn!(
                         listener = label,
                         max_connections,
-                        "connection cap reached; closing the idlest connections to make room"
+                        "connection cap reached; closing idle connections to make room"
                     );
                     cap_warned = Some(Instant::now());
                 }
@@ -224,7 +240,7 @@ async fn accept_loop(
         if let Err(err) = stream.set_nodelay(true) {
             debug!(listener = label, %peer, error = %err, "cannot set TCP_NODELAY");
         }
-        let entry = registry.open();
+        let entry = registry.open(Some(slot));
         let task = connection(
             stream,
             peer,
@@ -240,7 +256,6 @@ async fn accept_loop(
         connections.spawn(async move {
             task.await;
             drop(entry);
-            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
@@ -293,14 +308,27 @@ async fn connection(
     watch: Watch,
 ) {
     match transport {
-        Transport::Plain => serve_http(&builders.http1, stream, peer, app, watch).await,
+        Transport::Plain => {
+            watch.activity.handshake_done();
+            serve_http(&builders.http1, stream, peer, app, watch).await;
+        }
         Transport::Tls {
             acceptor,
             handshake_timeout,
             metrics,
         } => {
             let _open = metrics.connection_opened();
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+            let handshake = tokio::select! {
+                handshake = handshake => handshake,
+                () = watch.activity.closing_requested() => {
+                    // A silent TCP connection (or a slow handshake) at the
+                    // cap: the first to make room.
+                    debug!(%peer, "closing a connection still in its TLS handshake to make room");
+                    return;
+                }
+            };
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
                     // Closed before a ClientHello: TCP probes and port scans.
@@ -318,6 +346,7 @@ async fn connection(
                     return;
                 }
             };
+            watch.activity.handshake_done();
             let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 &builders.http2
             } else {
@@ -356,7 +385,9 @@ async fn serve_http<I>(
     );
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let idle_close = activity.idle_close(bounds.first_request, bounds.idle);
+    let idle_close = activity
+        .clone()
+        .idle_close(bounds.first_request, bounds.idle);
     let drain_started = async move {
         // Err only when the listener is gone: drain then too.
         let _ = drain.wait_for(|draining| *draining).await;
@@ -365,12 +396,20 @@ async fn serve_http<I>(
         result = conn.as_mut() => result,
         reason = idle_close => {
             debug!(%peer, ?reason, "closing an idle connection");
-            // HTTP/2 gets a GOAWAY; a connection still before its preface is
-            // dropped at once.
+            if !activity.ever_used() {
+                // Nothing to say goodbye to: dropped at once.
+                return;
+            }
+            // HTTP/2 gets a GOAWAY. A request that began as the eviction
+            // was decided (a race) is answered, within its own time bound.
             conn.as_mut().graceful_shutdown();
-            tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut())
-                .await
-                .unwrap_or(Ok(()))
+            if activity.is_idle() {
+                tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut())
+                    .await
+                    .unwrap_or(Ok(()))
+            } else {
+                conn.as_mut().await
+            }
         }
         () = drain_started => {
             conn.as_mut().graceful_shutdown();

@@ -94,6 +94,7 @@ pub async fn run(
     state.readiness.mark_ready();
     info!(
         max_body_bytes = state.max_body_bytes,
+        max_buffered_body_bytes = state.body_budget.total_bytes(),
         audit_only = state.policy.audit_only,
         "listening on https://{tls_addr}"
     );

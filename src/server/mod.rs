@@ -10,7 +10,8 @@
 //! Limits keep slow or greedy clients from pinning the server: request
 //! headers within `header_read`, the whole request within the API server's
 //! `?timeout=` capped by [`AppState::request_timeout`], bodies up to
-//! `max_body_bytes`, at most `max_connections` connections at once.
+//! `max_body_bytes` each and `body_budget` together, at most
+//! `max_connections` connections at once.
 //!
 //! Where each part lives:
 //! - `routes`: the admission and ops routes, one review from body to answer;
@@ -30,6 +31,7 @@ use rustls::ServerConfig;
 use thiserror::Error;
 
 use crate::admission::PolicyConfig;
+use crate::body_limit::BodyRules;
 use crate::evaluation_pool::EvaluationPool;
 use crate::metrics::Metrics;
 
@@ -39,6 +41,7 @@ mod request_log;
 mod routes;
 mod timeout;
 
+pub use crate::body_limit::{BodyBudget, BodyPace};
 pub use accept::{serve_plain, serve_tls};
 pub use lifecycle::{run, serve, Readiness, ReadyState};
 pub use routes::{app, ops_app};
@@ -46,6 +49,23 @@ pub use routes::{app, ops_app};
 /// Largest admission request body accepted. The kube-apiserver caps objects
 /// near 3 MiB (etcd's limit plus overhead) and a review carries two of them.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+
+/// Default bound on the bytes of all request bodies buffered at once. Peak
+/// memory is about the baseline (~15 MiB), plus the buffered bodies, plus
+/// the evaluation of the one large review running at a time (a few times
+/// its body): 16 MiB (two reviews at the body limit, or a few hundred
+/// typical ones) keeps the shipped 64Mi limit with room.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Longest a request waits for room in the body budget before its 503: short
+/// against the API server's `timeoutSeconds` (3 in the shipped manifests),
+/// long enough for a review ahead of it to finish.
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// Default bound on a TLS handshake: a client on the cluster network takes
+/// milliseconds, and the API server's whole request is bounded by its
+/// `timeoutSeconds` (3 in the shipped manifests, 30 at most).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default upper bound on one admission request, body upload included. The
 /// API server's own `timeoutSeconds` is at most 30.
@@ -84,7 +104,8 @@ pub enum ServerError {
 /// Time limits of the servers, and their connection cap.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
-    /// A TLS handshake longer than this drops the connection.
+    /// A TLS handshake longer than this drops the connection; at the cap,
+    /// connections still in their handshake are evicted first.
     pub tls_handshake: Duration,
     /// HTTP/1 request headers must arrive within this, which also closes
     /// keep-alive connections idle for that long; any connection (HTTP/2
@@ -105,7 +126,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tls_handshake: Duration::from_secs(10),
+            tls_handshake: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             header_read: Duration::from_secs(10),
             idle: DEFAULT_IDLE_TIMEOUT,
             shutdown_delay: Duration::from_secs(5),
@@ -122,6 +143,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     pub max_body_bytes: usize,
+    /// What all buffered bodies may hold together.
+    pub body_budget: BodyBudget,
+    /// The pace a body must keep.
+    pub body_pace: BodyPace,
     /// Upper bound on one admission request from its headers to its answer;
     /// the API server's `?timeout=` lowers it per request.
     pub request_timeout: Duration,
@@ -136,14 +161,43 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             readiness: Readiness::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_budget: BodyBudget::new(DEFAULT_MAX_BUFFERED_BODY_BYTES),
+            body_pace: BodyPace::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             evaluation: EvaluationPool::for_this_machine(),
         }
     }
 
+    /// The largest body accepted; the body budget is raised to hold one
+    /// such body when it is smaller.
     pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
         self.max_body_bytes = max_body_bytes;
+        if self.body_budget.total_bytes() < max_body_bytes {
+            self.body_budget = BodyBudget::new(max_body_bytes);
+        }
         self
+    }
+
+    /// The bytes all buffered request bodies may hold together; a budget
+    /// smaller than one body at the limit is raised to it.
+    pub fn with_max_buffered_body_bytes(mut self, bytes: usize) -> Self {
+        self.body_budget = BodyBudget::new(bytes.max(self.max_body_bytes));
+        self
+    }
+
+    pub fn with_body_pace(mut self, pace: BodyPace) -> Self {
+        self.body_pace = pace;
+        self
+    }
+
+    /// What reading one body enforces, waiting for the budget at most `wait`.
+    pub(crate) fn body_rules(&self, wait: Duration) -> BodyRules {
+        BodyRules {
+            limit: self.max_body_bytes,
+            pace: self.body_pace,
+            budget: self.body_budget.clone(),
+            budget_wait: wait.min(BODY_BUDGET_WAIT),
+        }
     }
 
     pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {

@@ -87,15 +87,16 @@ async fn review(route: Route, state: &AppState, request: Request) -> Response {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let budget = request_budget(request.uri().query(), state.request_timeout);
-    let body =
-        body_limit::read_within(request.into_body(), declared, state.max_body_bytes, budget).await;
+    let rules = state.body_rules(budget);
+    let body = body_limit::read_within(request.into_body(), declared, &rules, budget).await;
     let reply = match body {
         Ok(body) => {
             let policy = state.policy.clone();
-            let size = body.len();
+            let size = body.bytes.len();
+            // The body keeps its share of the budget until the answer is built.
             state
                 .evaluation
-                .run(size, move || answer_or_500(route, &body, &policy))
+                .run(size, move || answer_or_500(route, &body.bytes, &policy))
                 .await
                 .unwrap_or_else(|_| internal_error())
         }
@@ -111,7 +112,14 @@ async fn review(route: Route, state: &AppState, request: Request) -> Response {
     } else {
         "text/plain; charset=utf-8"
     };
-    (status, [(header::CONTENT_TYPE, content_type)], reply.body).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, content_type)], reply.body).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(body_limit::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 /// A panic on one odd object must cost that review a 500, not the connection
@@ -132,11 +140,14 @@ fn internal_error() -> ReviewReply {
     }
 }
 
-/// A body that could not be read: too large, or the client went away.
+/// A body that could not be read: too large, too slow, no room in the
+/// budget, or the client went away.
 fn rejected(refused: &BodyError) -> ReviewReply {
     let (status, message) = refused.status_and_message();
     let outcome = match refused {
         BodyError::TooLarge { .. } => Outcome::TooLarge,
+        BodyError::TooSlow { .. } => Outcome::Timeout,
+        BodyError::Busy { .. } => Outcome::Busy,
         BodyError::Unreadable(_) => Outcome::BadRequest,
     };
     ReviewReply {

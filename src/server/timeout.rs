@@ -51,6 +51,9 @@ pub(super) async fn request_edges(
             (response, true)
         }
     };
+    // A 408 from a body too slow leaves the rest of that body unread: the
+    // connection cannot carry another request.
+    let timed_out = timed_out || response.status() == StatusCode::REQUEST_TIMEOUT;
     if http1 && (timed_out || state.readiness.state() == ReadyState::ShuttingDown) {
         response
             .headers_mut()
