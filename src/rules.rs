@@ -191,8 +191,8 @@ rules! {
         fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.",
         example: "readinessProbe and livenessProbe both {httpGet: {path: /healthz, port: 8080}}";
     SingleReplicaHostPort = "single-replica-host-port", Validation, Warn,
-        why: "A pod that binds a hostPort leaves no room for a surge pod on its node: forcing surge-first (single-replica, pull-based-surge, warmup) would hang the rollout on a one-node cluster, so rollguard keeps maxUnavailable and the pod is down while it is replaced.",
-        fix: "Run 2 or more replicas (with a PodDisruptionBudget), or drop the hostPort and expose the pod through a Service; waive this rule to accept the gap.",
+        why: "A pod that binds a hostPort, or runs with hostNetwork: true (every container port then binds on the node), leaves no room for a surge pod on its node: forcing surge-first (single-replica, pull-based-surge, warmup) would hang the rollout on a one-node cluster, so rollguard keeps maxUnavailable and the pod is down while it is replaced.",
+        fix: "Run 2 or more replicas (with a PodDisruptionBudget), or drop the hostPort (or hostNetwork) and expose the pod through a Service; waive this rule to accept the gap.",
         example: "replicas: 1, containers: [{ports: [{containerPort: 80, hostPort: 80}]}], maxUnavailable: 1";
 }
 

@@ -149,10 +149,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
             found.push(Finding::new(
                 Rule::ReadinessMissing,
                 ctx.container_field(&c.name, ".readinessProbe"),
-                format!(
-                    "container {} declares a TCP port but has no readinessProbe",
-                    c.name
-                ),
+                "declares a TCP port but has no readinessProbe",
             ));
         }
         if let (Some(readiness), Some(liveness)) = (&c.readiness_probe, &c.liveness_probe) {
@@ -160,10 +157,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
                 found.push(Finding::new(
                     Rule::ReadinessIsLiveness,
                     ctx.container_field(&c.name, ".livenessProbe"),
-                    format!(
-                        "container {} has identical readiness and liveness probes",
-                        c.name
-                    ),
+                    "identical readiness and liveness probes",
                 ));
             }
         }
