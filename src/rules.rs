@@ -120,7 +120,7 @@ macro_rules! rules {
 rules! {
     PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
-        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports, not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports (or declaring no ports but probed on one: httpGet, tcpSocket or grpc readiness/liveness probe), not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
         example: "containers: [{name: web, ports: [{containerPort: 80}]}]  →  lifecycle.preStop.sleep.seconds: 10";
     ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",

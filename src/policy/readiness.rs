@@ -156,7 +156,7 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
             if readiness == liveness {
                 found.push(Finding::new(
                     Rule::ReadinessIsLiveness,
-                    ctx.container_field(&c.name, ".livenessProbe"),
+                    ctx.container_field(&c.name, ""),
                     "identical readiness and liveness probes",
                 ));
             }

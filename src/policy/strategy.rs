@@ -55,9 +55,9 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
         max_unavailable: rollout.max_unavailable.clone(),
     };
     let profile = ctx.declared.profile;
-    // A lone pod that binds a hostPort (or runs on the host network) leaves no room for a surge pod beside
-    // it on a one-node cluster: no rule forces surge-first on it
-    // (`single-replica-host-port` warns instead).
+    // A lone pod that binds a hostPort (or runs on the host network) leaves
+    // no room for a surge pod beside it on a one-node cluster: no rule
+    // forces surge-first on it (`single-replica-host-port` warns instead).
     let surge_fits = !(rollout.replicas == 1 && host_port(workload).is_some());
     let mut current = original.clone();
     // Each rule states the values it wants; later rules win on the fields
