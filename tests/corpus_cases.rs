@@ -772,3 +772,26 @@ spec:
     assert_eq!(summary.exit_code(), 0, "{again}");
     assert_eq!(check_text(&fixed, Format::Yaml).0, fixed);
 }
+
+#[test]
+fn finding_10_gitops_ignore_list_names_every_setting_copied_into_the_template() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md"))
+        .unwrap();
+    // The settings rollguard copies into the pod template (SETTINGS_KEYS).
+    for key in [
+        "rollguard.io/profile",
+        "rollguard.io/shutdown-timeout",
+        "rollguard.io/prestop-sleep",
+        "rollguard.io/warmup",
+        "rollguard.io/readiness-path",
+        "rollguard.io/readiness-port",
+        "rollguard.io/waive",
+        "rollguard.io/mode",
+    ] {
+        let entry = format!(".spec.template.metadata.annotations[\"{key}\"]");
+        assert!(doc.contains(&entry), "docs/gitops.md lacks {entry}");
+    }
+    for field in [".spec.progressDeadlineSeconds", ".spec.minReadySeconds"] {
+        assert!(doc.contains(field), "docs/gitops.md lacks {field}");
+    }
+}
