@@ -194,7 +194,11 @@ fn finding_3_single_replica_with_host_port_is_not_forced_to_surge_and_says_why()
         .expect("a warning says why no surge is forced");
     assert_eq!(warning.action, Action::Warn);
     assert!(warning.detail.contains("hostPort 80"), "{}", warning.detail);
-    assert!(warning.detail.contains("no surge fits"), "{}", warning.detail);
+    assert!(
+        warning.detail.contains("no surge fits"),
+        "{}",
+        warning.detail
+    );
     // No other rule forces a surge on it either.
     for annotation in [
         "rollguard.io/profile: pull-based",
@@ -523,7 +527,9 @@ spec:
 fn finding_3_host_network_counts_as_a_host_port_for_a_single_replica() {
     let v = verdict(ROOK_DIRECT_MOUNT, Mode::Enforce);
     assert!(
-        !v.mutations.iter().any(|m| m.field.ends_with("maxUnavailable")),
+        !v.mutations
+            .iter()
+            .any(|m| m.field.ends_with("maxUnavailable")),
         "{:?}",
         v.mutations
     );
@@ -534,11 +540,21 @@ fn finding_3_host_network_counts_as_a_host_port_for_a_single_replica() {
         .expect("a warning says why no surge is forced");
     assert!(warning.detail.contains("hostNetwork"), "{}", warning.detail);
     for w in audit_warnings(ROOK_DIRECT_MOUNT) {
-        assert!(w.chars().count() <= MAX_WARNING_CHARS && !w.contains('…'), "{w}");
+        assert!(
+            w.chars().count() <= MAX_WARNING_CHARS && !w.contains('…'),
+            "{w}"
+        );
     }
     // Off the host network, the single replica is made surge-first.
-    let v = verdict(&ROOK_DIRECT_MOUNT.replace("hostNetwork: true", "hostNetwork: false"), Mode::Enforce);
-    assert!(v.mutations.iter().any(|m| m.rule == Rule::SingleReplica), "{:?}", v.mutations);
+    let v = verdict(
+        &ROOK_DIRECT_MOUNT.replace("hostNetwork: true", "hostNetwork: false"),
+        Mode::Enforce,
+    );
+    assert!(
+        v.mutations.iter().any(|m| m.rule == Rule::SingleReplica),
+        "{:?}",
+        v.mutations
+    );
 }
 
 // istio__istio/samples__addons__extras__zipkin.yaml: no `ports:`, but a
@@ -584,7 +600,11 @@ fn finding_4_a_container_probed_on_a_port_serves_without_declaring_ports() {
         "          readinessProbe:\n            exec:\n              command: [\"true\"]\n",
     );
     let v = verdict(&silent, Mode::Enforce);
-    assert!(!v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep), "{:?}", v.mutations);
+    assert!(
+        !v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep),
+        "{:?}",
+        v.mutations
+    );
 }
 
 // argoproj__argo-cd/manifests__install.yaml: the longest container name of
@@ -633,13 +653,19 @@ fn finding_7_a_long_container_name_is_shortened_never_the_rule_or_value() {
         .iter()
         .find(|w| w.contains("prestop-sleep"))
         .expect("a prestop-sleep warning");
-    assert!(prestop.ends_with(".lifecycle.preStop to sleep seconds 10"), "{prestop}");
+    assert!(
+        prestop.ends_with(".lifecycle.preStop to sleep seconds 10"),
+        "{prestop}"
+    );
     assert!(prestop.contains("containers[argocd-"), "{prestop}");
     let same = warnings
         .iter()
         .find(|w| w.contains("readiness-is-liveness"))
         .expect("a readiness-is-liveness warning");
-    assert!(same.ends_with("identical readiness and liveness probes"), "{same}");
+    assert!(
+        same.ends_with("identical readiness and liveness probes"),
+        "{same}"
+    );
     assert_eq!(same.matches("argocd").count(), 1, "the name once: {same}");
 }
 
@@ -727,7 +753,10 @@ spec:
     let original = read(yaml);
     assert_eq!(original["metadata"]["labels"]["quoted-on"], "on");
     assert_eq!(original["spec"]["template"]["spec"]["hostIPC"], false);
-    assert_eq!(original["spec"]["template"]["spec"]["containers"][0]["tty"], true);
+    assert_eq!(
+        original["spec"]["template"]["spec"]["containers"][0]["tty"],
+        true
+    );
     let (out, _) = check_text(yaml, Format::Yaml);
     let reread = read(&out);
     let v = verdict(yaml, Mode::Enforce);
@@ -775,8 +804,8 @@ spec:
 
 #[test]
 fn finding_10_gitops_ignore_list_names_every_setting_copied_into_the_template() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md")).unwrap();
     // The settings rollguard copies into the pod template (SETTINGS_KEYS).
     for key in [
         "rollguard.io/profile",
