@@ -38,5 +38,23 @@ print("| rule | outcome | workloads | changes/findings |")
 print("| --- | --- | ---: | ---: |")
 for (rule, outcome), n in sorted(counts.items(), key=lambda kv: (-len(objs[kv[0]]), kv[0])):
     print(f"| `{rule}` | {outcome} | {len(objs[(rule, outcome)])} | {n} |")
+# GitOps drift (docs/gitops.md): applied changes to a value git already sets,
+# which a GitOps tool would show out of sync. Unset fields rollguard fills in
+# are not counted: server-side apply leaves fields git does not own alone.
+rewritten = collections.Counter()
+rewritten_objs = collections.defaultdict(set)
+for i, e in enumerate(objects):
+    for m in e.get("mutations", []):
+        if m["action"] == "apply" and m.get("old") is not None:
+            rewritten[m["rule"]] += 1
+            rewritten_objs[m["rule"]].add(i)
+            rewritten_objs["*"].add(i)
+print()
+print(f"workloads with a value set in git that rollguard rewrites: {len(rewritten_objs['*'])}")
+print()
+print("| rule | workloads | values rewritten |")
+print("| --- | ---: | ---: |")
+for rule, n in sorted(rewritten.items(), key=lambda kv: (-len(rewritten_objs[kv[0]]), kv[0])):
+    print(f"| `{rule}` | {len(rewritten_objs[rule])} | {n} |")
 PY
 rm -f "$report.summary"

@@ -120,7 +120,7 @@ macro_rules! rules {
 rules! {
     PrestopSleep = "prestop-sleep", Mutation, Apply,
         why: "SIGTERM arrives while Services and load balancers still route to the pod, so in-flight requests fail.",
-        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports, not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
+        fix: "Add a preStop sleep so endpoints are removed before the app stops; rollguard injects one into serving containers: those declaring a port other than metrics/healthz/probe ports (or declaring no ports but probed on one: httpGet, tcpSocket or grpc readiness/liveness probe), not on the skip list (by name or image), and not a helper sidecar image (kube-rbac-proxy, configmap-reload, jaeger-agent, envoy, node-driver-registrar) beside another container. DaemonSets only with rollguard.io/prestop-sleep (a sleep per node buys nothing for node agents).",
         example: "containers: [{name: web, ports: [{containerPort: 80}]}]  →  lifecycle.preStop.sleep.seconds: 10";
     ReadinessProbe = "readiness-probe", Mutation, Apply,
         why: "Without a readiness probe a pod counts as ready as soon as it starts and receives traffic it cannot serve.",
@@ -191,8 +191,8 @@ rules! {
         fix: "Make the liveness probe check only that the process is alive, and the readiness probe that it can serve.",
         example: "readinessProbe and livenessProbe both {httpGet: {path: /healthz, port: 8080}}";
     SingleReplicaHostPort = "single-replica-host-port", Validation, Warn,
-        why: "A pod that binds a hostPort leaves no room for a surge pod on its node: forcing surge-first (single-replica, pull-based-surge, warmup) would hang the rollout on a one-node cluster, so rollguard keeps maxUnavailable and the pod is down while it is replaced.",
-        fix: "Run 2 or more replicas (with a PodDisruptionBudget), or drop the hostPort and expose the pod through a Service; waive this rule to accept the gap.",
+        why: "A pod that binds a hostPort, or runs with hostNetwork: true (every container port then binds on the node), leaves no room for a surge pod on its node: forcing surge-first (single-replica, pull-based-surge, warmup) would hang the rollout on a one-node cluster, so rollguard keeps maxUnavailable and the pod is down while it is replaced.",
+        fix: "Run 2 or more replicas (with a PodDisruptionBudget), or drop the hostPort (or hostNetwork) and expose the pod through a Service; waive this rule to accept the gap.",
         example: "replicas: 1, containers: [{ports: [{containerPort: 80, hostPort: 80}]}], maxUnavailable: 1";
 }
 

@@ -324,6 +324,9 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+    /// Every container port binds on the node, as a hostPort does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
 }
 
 /// Most containers in one pod spec that rollguard reviews. Memory for rules
@@ -576,6 +579,8 @@ impl Workload {
                 let pod_spec = PodSpec {
                     containers,
                     termination_grace_period_seconds: spec.termination_grace_period_seconds,
+                    // A Pod has no rollout: hostNetwork only matters to a workload's.
+                    host_network: None,
                 };
                 (pod_spec, BTreeMap::new(), 0)
             }

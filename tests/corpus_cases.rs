@@ -194,7 +194,11 @@ fn finding_3_single_replica_with_host_port_is_not_forced_to_surge_and_says_why()
         .expect("a warning says why no surge is forced");
     assert_eq!(warning.action, Action::Warn);
     assert!(warning.detail.contains("hostPort 80"), "{}", warning.detail);
-    assert!(warning.detail.contains("controller"), "{}", warning.detail);
+    assert!(
+        warning.detail.contains("no surge fits"),
+        "{}",
+        warning.detail
+    );
     // No other rule forces a surge on it either.
     for annotation in [
         "rollguard.io/profile: pull-based",
@@ -487,4 +491,336 @@ fn finding_4_a_daemonset_gets_no_prestop_sleep_unless_it_asks() {
     );
     let v = verdict(&asked, Mode::Enforce);
     assert!(v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep));
+}
+
+// rook__rook/deploy__examples__direct-mount.yaml, with the maxUnavailable 1
+// a user might write: hostNetwork binds every container port on the node.
+const ROOK_DIRECT_MOUNT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rook-direct-mount
+  namespace: rook-ceph
+spec:
+  replicas: 1
+  strategy:
+    rollingUpdate:
+      maxSurge: 0
+      maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: rook-direct-mount
+  template:
+    metadata:
+      labels:
+        app: rook-direct-mount
+    spec:
+      dnsPolicy: ClusterFirstWithHostNet
+      containers:
+        - name: rook-direct-mount
+          image: docker.io/rook/ceph:master
+          command: [\"/bin/bash\"]
+      hostNetwork: true
+";
+
+#[test]
+fn finding_3_host_network_counts_as_a_host_port_for_a_single_replica() {
+    let v = verdict(ROOK_DIRECT_MOUNT, Mode::Enforce);
+    assert!(
+        !v.mutations
+            .iter()
+            .any(|m| m.field.ends_with("maxUnavailable")),
+        "{:?}",
+        v.mutations
+    );
+    let warning = v
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::SingleReplicaHostPort)
+        .expect("a warning says why no surge is forced");
+    assert!(warning.detail.contains("hostNetwork"), "{}", warning.detail);
+    for w in audit_warnings(ROOK_DIRECT_MOUNT) {
+        assert!(
+            w.chars().count() <= MAX_WARNING_CHARS && !w.contains('…'),
+            "{w}"
+        );
+    }
+    // Off the host network, the single replica is made surge-first.
+    let v = verdict(
+        &ROOK_DIRECT_MOUNT.replace("hostNetwork: true", "hostNetwork: false"),
+        Mode::Enforce,
+    );
+    assert!(
+        v.mutations.iter().any(|m| m.rule == Rule::SingleReplica),
+        "{:?}",
+        v.mutations
+    );
+}
+
+// istio__istio/samples__addons__extras__zipkin.yaml: no `ports:`, but a
+// readiness probe on the port it serves.
+const ZIPKIN: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: zipkin
+spec:
+  selector:
+    matchLabels:
+      app: zipkin
+  template:
+    metadata:
+      labels:
+        app: zipkin
+    spec:
+      containers:
+        - name: zipkin
+          image: docker.io/openzipkin/zipkin-slim:3.4.0
+          readinessProbe:
+            httpGet:
+              path: /health
+              port: 9411
+";
+
+#[test]
+fn finding_4_a_container_probed_on_a_port_serves_without_declaring_ports() {
+    let v = verdict(ZIPKIN, Mode::Enforce);
+    assert!(
+        v.mutations
+            .iter()
+            .any(|m| m.rule == Rule::PrestopSleep && m.field.contains("containers[zipkin]")),
+        "{:?}",
+        v.mutations
+    );
+    // Its probe is its own: none is injected.
+    assert!(!v.mutations.iter().any(|m| m.rule == Rule::ReadinessProbe));
+    // No ports and no probe on one: nothing says it serves.
+    let silent = ZIPKIN.replace(
+        "          readinessProbe:\n            httpGet:\n              path: /health\n              port: 9411\n",
+        "          readinessProbe:\n            exec:\n              command: [\"true\"]\n",
+    );
+    let v = verdict(&silent, Mode::Enforce);
+    assert!(
+        !v.mutations.iter().any(|m| m.rule == Rule::PrestopSleep),
+        "{:?}",
+        v.mutations
+    );
+}
+
+// argoproj__argo-cd/manifests__install.yaml: the longest container name of
+// the corpus that gets a mutation.
+const ARGOCD_APPLICATIONSET: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: argocd-applicationset-controller
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: argocd-applicationset-controller
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: argocd-applicationset-controller
+    spec:
+      containers:
+        - name: argocd-applicationset-controller
+          image: quay.io/argoproj/argocd:v3.1.0
+          ports:
+            - containerPort: 7000
+              name: webhook
+            - containerPort: 8080
+              name: metrics
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: 8080
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: 8080
+";
+
+#[test]
+fn finding_7_a_long_container_name_is_shortened_never_the_rule_or_value() {
+    let warnings = audit_warnings(ARGOCD_APPLICATIONSET);
+    assert!(!warnings.is_empty());
+    for w in &warnings {
+        assert!(w.chars().count() <= MAX_WARNING_CHARS, "{w}");
+        assert!(!w.contains('…') && !w.contains("value in audit"), "{w}");
+    }
+    let prestop = warnings
+        .iter()
+        .find(|w| w.contains("prestop-sleep"))
+        .expect("a prestop-sleep warning");
+    assert!(
+        prestop.ends_with(".lifecycle.preStop to sleep seconds 10"),
+        "{prestop}"
+    );
+    assert!(prestop.contains("containers[argocd-"), "{prestop}");
+    let same = warnings
+        .iter()
+        .find(|w| w.contains("readiness-is-liveness"))
+        .expect("a readiness-is-liveness warning");
+    assert!(
+        same.ends_with("identical readiness and liveness probes"),
+        "{same}"
+    );
+    assert_eq!(same.matches("argocd").count(), 1, "the name once: {same}");
+}
+
+#[test]
+fn finding_5_every_duplicate_key_of_etcd_controller_is_warned() {
+    // kubernetes__examples/_archived__openshift-origin__etcd-controller.yaml
+    // repeats `selector:`; a second repeat is added to show each is named.
+    let yaml = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: etcd
+spec:
+  selector:
+    matchLabels:
+      name: etcd
+  strategy:
+    type: Recreate
+  replicas: 3
+  selector:
+    matchLabels:
+      name: etcd
+  replicas: 1
+  template:
+    metadata:
+      labels:
+        name: etcd
+    spec:
+      containers:
+      - name: member
+        image: openshift/etcd-20-centos7
+";
+    let (text, summary) = check_text(yaml, Format::Text);
+    assert_eq!(summary.errors, 0, "{text}");
+    for (line, key) in [(12, "selector"), (15, "replicas")] {
+        assert!(
+            text.contains(&format!("warning: <stdin>:{line}: duplicate key \"{key}\"")),
+            "{text}"
+        );
+    }
+    assert_eq!(read(yaml)["spec"]["replicas"], 1);
+}
+
+#[test]
+fn finding_6_second_document_errors_give_the_files_line_and_column() {
+    let yaml = "apiVersion: v1\nkind: ConfigMap\n---\t# the next one\n# a\n# b\nkind: ConfigMap\ndata: {a: [1\n";
+    let (text, summary) = check_text(yaml, Format::Text);
+    assert_eq!(summary.errors, 1, "{text}");
+    assert!(text.contains("<stdin>:7: "), "{text}");
+    assert!(text.contains("(column "), "{text}");
+    assert!(!text.contains("at line"), "saphyr's own position: {text}");
+    assert!(!text.contains("from_str_multiple"), "{text}");
+}
+
+#[test]
+fn finding_2_yaml_11_booleans_and_quoted_strings_round_trip() {
+    let yaml = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: d
+  labels:
+    quoted-on: \"on\"
+    quoted-yes: 'yes'
+    quoted-y: \"y\"
+spec:
+  selector:
+    matchLabels:
+      app: d
+  template:
+    metadata:
+      labels:
+        app: d
+    spec:
+      hostIPC: no
+      enableServiceLinks: off
+      containers:
+        - name: app
+          image: app
+          stdin: yes
+          tty: on
+          ports:
+            - containerPort: 80
+";
+    let original = read(yaml);
+    assert_eq!(original["metadata"]["labels"]["quoted-on"], "on");
+    assert_eq!(original["spec"]["template"]["spec"]["hostIPC"], false);
+    assert_eq!(
+        original["spec"]["template"]["spec"]["containers"][0]["tty"],
+        true
+    );
+    let (out, _) = check_text(yaml, Format::Yaml);
+    let reread = read(&out);
+    let v = verdict(yaml, Mode::Enforce);
+    assert!(!v.patch.0.is_empty());
+    assert_eq!(reread, v.admitted, "{out}");
+}
+
+#[test]
+fn finding_10_yaml_output_fixed_in_git_is_in_sync() {
+    // GoogleCloudPlatform__microservices-demo/release__kubernetes-manifests.yaml:
+    // a grace period of 5 set in git, which rollguard raises.
+    let yaml = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: frontend
+spec:
+  selector:
+    matchLabels:
+      app: frontend
+  template:
+    metadata:
+      labels:
+        app: frontend
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+        - name: server
+          image: frontend:v0.10.6
+          ports:
+          - containerPort: 8080
+          readinessProbe:
+            httpGet:
+              path: /_healthz
+              port: 8080
+";
+    let (fixed, summary) = check_text(yaml, Format::Yaml);
+    assert!(summary.mutated >= 1, "{fixed}");
+    assert_eq!(summary.exit_code(), 0);
+    let (again, summary) = check_text(&fixed, Format::Text);
+    assert_eq!(summary.mutated, 0, "{again}");
+    assert_eq!(summary.exit_code(), 0, "{again}");
+    assert_eq!(check_text(&fixed, Format::Yaml).0, fixed);
+}
+
+#[test]
+fn finding_10_gitops_ignore_list_names_every_setting_copied_into_the_template() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md")).unwrap();
+    // The settings rollguard copies into the pod template (SETTINGS_KEYS).
+    for key in [
+        "rollguard.io/profile",
+        "rollguard.io/shutdown-timeout",
+        "rollguard.io/prestop-sleep",
+        "rollguard.io/warmup",
+        "rollguard.io/readiness-path",
+        "rollguard.io/readiness-port",
+        "rollguard.io/waive",
+        "rollguard.io/mode",
+    ] {
+        let entry = format!(".spec.template.metadata.annotations[\"{key}\"]");
+        assert!(doc.contains(&entry), "docs/gitops.md lacks {entry}");
+    }
+    for field in [".spec.progressDeadlineSeconds", ".spec.minReadySeconds"] {
+        assert!(doc.contains(field), "docs/gitops.md lacks {field}");
+    }
 }

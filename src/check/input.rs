@@ -117,19 +117,24 @@ impl<R: BufRead> Iterator for Documents<R> {
                 Ok(0) => self.done = true,
                 Ok(_) => {
                     self.line_number += 1;
+                    if self.line_number == 1 {
+                        // A byte-order mark belongs to the stream, not its first line.
+                        if let Some(rest) = line.strip_prefix('\u{feff}') {
+                            line = rest.to_string();
+                        }
+                    }
                     let trimmed = line.trim_end();
-                    let is_marker =
-                        trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
-                    if !is_marker {
+                    if !is_marker(trimmed) {
                         if let Some(doc) = self.pending.as_mut() {
                             doc.text.push_str(&line);
                         }
                         continue;
                     }
                     // `--- {...}` carries content on the marker line itself.
-                    let inline = trimmed.strip_prefix("--- ").filter(|rest| {
-                        !rest.trim().is_empty() && !rest.trim_start().starts_with('#')
-                    });
+                    let inline = trimmed
+                        .strip_prefix("---")
+                        .map(str::trim)
+                        .filter(|rest| !rest.is_empty() && !rest.starts_with('#'));
                     let first = if inline.is_some() {
                         self.line_number
                     } else {
@@ -151,12 +156,27 @@ impl<R: BufRead> Iterator for Documents<R> {
                     self.pending = None;
                     return Some(Err(ParseFailure {
                         line: self.line_number + 1,
+                        column: None,
                         message: format!("cannot read: {err}"),
                     }));
                 }
             }
         }
     }
+}
+
+/// A line that starts or ends a document. As kubectl's YAMLReader
+/// (k8s.io/apimachinery/pkg/util/yaml) splits: a line starting with `---`
+/// whose rest, trimmed, is empty or a comment (`---`, `---\t# c`). Unlike
+/// kubectl, `--- {a: 1}` (content after a space or tab, which kubectl refuses
+/// as "invalid Yaml document separator") starts a document holding that
+/// content, and `...` ends one, as YAML has them; `---x` is content.
+fn is_marker(line: &str) -> bool {
+    if line == "..." {
+        return true;
+    }
+    line.strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
 }
 
 /// Points the document at its first line of content, past leading comments.
@@ -187,10 +207,12 @@ fn is_blank(text: &str) -> bool {
     })
 }
 
-/// A document that could not be parsed, with its absolute line.
+/// A document that could not be parsed, at the file's own position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseFailure {
     pub line: usize,
+    /// 1-based, when the parser knows it (also named in `message`).
+    pub column: Option<usize>,
     pub message: String,
 }
 
@@ -198,7 +220,7 @@ pub struct ParseFailure {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub value: Value,
-    /// A repeated key, read as kubectl reads it: `(line, message)`.
+    /// Each repeated key, read as kubectl reads it: `(line, message)`.
     pub warnings: Vec<(usize, String)>,
 }
 
@@ -212,60 +234,114 @@ fn kubectl_options(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_sa
     }
 }
 
+/// Most repeated keys named one by one in a document.
+const MAX_DUPLICATE_WARNINGS: usize = 50;
+
 /// Parses one document as YAML (JSON is YAML too), as kubectl reads it. A
 /// duplicate key takes its last value, as kubectl's decoder does, with a
-/// warning naming the key and its line (the first duplicate found).
+/// warning naming the key and its line, for every duplicate.
 pub fn parse(doc: &Document) -> Result<Parsed, ParseFailure> {
     use serde_saphyr::DuplicateKeyPolicy;
-    let strict = serde_saphyr::from_str_with_options::<Value>(
-        &doc.text,
-        kubectl_options(DuplicateKeyPolicy::Error),
-    );
-    let err = match strict {
-        Ok(value) => {
-            return Ok(Parsed {
-                value,
-                warnings: Vec::new(),
-            })
-        }
-        Err(err) => err,
-    };
-    let failure = failure(doc, &err);
-    let Some(key) = failure.message.split("duplicate mapping key: ").nth(1) else {
-        return Err(failure);
-    };
-    let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+    let warnings = duplicate_keys(doc)?;
     let value = serde_saphyr::from_str_with_options::<Value>(
         &doc.text,
-        kubectl_options(DuplicateKeyPolicy::LastWins),
+        kubectl_options(if warnings.is_empty() {
+            DuplicateKeyPolicy::Error
+        } else {
+            DuplicateKeyPolicy::LastWins
+        }),
     )
-    .map_err(|err| self::failure(doc, &err))?;
-    Ok(Parsed {
-        value,
-        warnings: vec![(
-            failure.line,
+    .map_err(|err| failure(doc, &err))?;
+    Ok(Parsed { value, warnings })
+}
+
+/// The warning for each repeated key of the document, in order. The parser
+/// stops at the first: each one found is renamed in a copy of the text (a
+/// prefix no manifest uses) and the copy read again, so the next is found.
+/// An error other than a duplicate is the document's error, unless a
+/// duplicate came first (the last-wins read then reports it).
+fn duplicate_keys(doc: &Document) -> Result<Vec<(usize, String)>, ParseFailure> {
+    use serde_saphyr::DuplicateKeyPolicy;
+    let mut text = std::borrow::Cow::Borrowed(doc.text.as_str());
+    let mut warnings = Vec::new();
+    while warnings.len() < MAX_DUPLICATE_WARNINGS {
+        let err = match serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(
+            &text,
+            kubectl_options(DuplicateKeyPolicy::Error),
+        ) {
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let serde_saphyr::Error::DuplicateMappingKey { key, location } = err.without_snippet()
+        else {
+            if warnings.is_empty() {
+                return Err(failure(doc, &err));
+            }
+            break;
+        };
+        let line = doc.start + (location.line() as usize).saturating_sub(1);
+        let key = key.as_deref().unwrap_or("(complex key)");
+        warnings.push((
+            line,
             format!(
                 "duplicate key {key:?}: the last value is used, as kubectl does; remove the other"
             ),
-        )],
-    })
+        ));
+        let Some(at) = byte_offset(&text, location.line(), location.column()) else {
+            break;
+        };
+        let mut renamed = text.into_owned();
+        renamed.insert_str(at, &format!("rollguard-duplicate-{}-", warnings.len()));
+        text = std::borrow::Cow::Owned(renamed);
+    }
+    Ok(warnings)
 }
 
-/// The parser's error at the file's own line: its lines count from the
-/// document's first line, comments included.
+/// The byte offset of a 1-based line and character column in `text`.
+fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take((line as usize).checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let rest = &text[line_start..];
+    let column = (column as usize).checked_sub(1)?;
+    rest.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(rest.len()))
+        .nth(column)
+        .map(|i| line_start + i)
+}
+
+/// The parser's error at the file's own line and column: its lines count
+/// from the document's first line, comments included, so its own "at line
+/// N, column M" is replaced by the file's column (the report prints the
+/// file's line).
 fn failure(doc: &Document, err: &serde_saphyr::Error) -> ParseFailure {
-    let line = err
-        .location()
-        .map(|l| doc.start + l.line().saturating_sub(1) as usize)
+    let location = err.location().filter(|l| l.line() > 0);
+    let line = location
+        .map(|l| doc.start + (l.line() as usize).saturating_sub(1))
         .unwrap_or(doc.line);
+    let column = location.map(|l| l.column() as usize).filter(|c| *c > 0);
     let message = err.without_snippet().to_string();
     let message = message
         .lines()
         .next()
         .unwrap_or("malformed YAML")
-        .trim_start_matches("error: ")
-        .to_string();
-    ParseFailure { line, message }
+        .trim_start_matches("error: ");
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(", column ") => &message[..at],
+        _ => message,
+    };
+    let message = match column {
+        Some(column) => format!("{message} (column {column})"),
+        None => message.to_string(),
+    };
+    ParseFailure {
+        line,
+        column,
+        message,
+    }
 }
 
 /// The objects a document holds: itself, or the items of a `List`.
@@ -358,6 +434,51 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("DuplicateKeyPolicy"), "{message}");
+    }
+
+    #[test]
+    fn markers_are_split_as_kubectl_splits_them() {
+        // `---` then a tab, a tab and a comment, trailing spaces, CRLF.
+        let text = "a: 1\n---\t\nb: 2\n---\t# c\nc: 3\n---  \r\nd: 4\n---x: 5\n";
+        let docs = documents(text);
+        let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(texts, ["a: 1\n", "b: 2\n", "c: 3\n", "d: 4\n---x: 5\n"]);
+        assert_eq!(docs[2].line, 5);
+        // A byte-order mark before the first marker.
+        let docs = documents("\u{feff}---\nkind: A\n");
+        assert_eq!(
+            (docs.len(), docs[0].line, docs[0].text.as_str()),
+            (1, 2, "kind: A\n")
+        );
+    }
+
+    #[test]
+    fn parse_errors_give_the_files_line_and_column_not_the_parsers() {
+        let text = "a: 1\n---\n# one\n# two\nkind: X\nmetadata: [unclosed\n";
+        let err = parse(&documents(text)[1]).unwrap_err();
+        assert_eq!(err.line, 6, "{err:?}");
+        assert!(err.column.is_some(), "{err:?}");
+        assert!(!err.message.contains("at line"), "{err:?}");
+        assert!(
+            err.message
+                .contains(&format!("column {}", err.column.unwrap())),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn every_duplicate_key_is_warned_with_its_line() {
+        let text = "kind: A\nkind: B\nspec:\n  x: 1\n  y: 2\n  x: 3\n  y: 4\n";
+        let parsed = parse(&documents(text)[0]).unwrap();
+        assert_eq!(
+            parsed.value,
+            serde_json::json!({"kind": "B", "spec": {"x": 3, "y": 4}})
+        );
+        let lines: Vec<usize> = parsed.warnings.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [2, 6, 7], "{:?}", parsed.warnings);
+        for ((_, message), key) in parsed.warnings.iter().zip(["kind", "x", "y"]) {
+            assert!(message.contains(&format!("{key:?}")), "{message}");
+        }
     }
 
     #[test]

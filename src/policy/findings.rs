@@ -71,22 +71,52 @@ impl Violation {
         )
     }
 
-    /// The short form for admission warnings (at most 120 characters): rule
-    /// and field first, then as much of the detail as fits, cut only between
-    /// words so no value is split. [`Violation::message`] is the full form.
+    /// The short form for admission warnings (at most 120 characters): rule,
+    /// field and detail, whole. [`Violation::message`] is the full form.
     ///
-    /// The detail ends with the consequence, so when the whole line does not
-    /// fit the field goes first (the audit annotation keeps it), and only
-    /// then is the detail cut.
+    /// Compact by construction: the detail never repeats the container the
+    /// field names, and when the line is too long the container name is
+    /// shortened first ([`fit`]); the rule and the values are never cut.
     pub fn warning(&self, prefix: &str) -> String {
         let label = if self.waived { " (waived)" } else { "" };
-        let head = format!("{prefix}{}{label}", self.rule);
-        let full = format!("{head}: {}: {}", short_field(&self.field), self.detail);
-        if full.chars().count() <= MAX_WARNING_CHARS {
-            return full;
-        }
-        short(&format!("{head}: {}", self.detail))
+        let head = format!("{prefix}{}{label}: ", self.rule);
+        let tail = format!(": {}", self.detail);
+        fit(&head, short_field(&self.field), &tail)
+            .unwrap_or_else(|| short(&format!("{head}{}", self.detail)))
     }
+}
+
+/// Shortest kept start of a container name shortened by [`fit`].
+const MIN_NAME_CHARS: usize = 6;
+
+/// `head + field + tail` within [`MAX_WARNING_CHARS`]: when too long, the
+/// container name in `field` (`containers[NAME]…`) is shortened to its start
+/// and `..` (`containers[argocd-applic..].readinessProbe`). None when even
+/// that does not fit (no rule writes such a detail): the caller leaves the
+/// field out.
+pub fn fit(head: &str, field: &str, tail: &str) -> Option<String> {
+    let line = |field: &str| format!("{head}{field}{tail}");
+    let full = line(field);
+    let excess = full.chars().count().saturating_sub(MAX_WARNING_CHARS);
+    if excess == 0 {
+        return Some(full);
+    }
+    shorten_container(field, excess).map(|shorter| line(&shorter))
+}
+
+/// `field` with its container name shortened by at least `excess`
+/// characters (plus the two of `..`), or None when the name is too short
+/// for that.
+fn shorten_container(field: &str, excess: usize) -> Option<String> {
+    let open = field.find('[')? + 1;
+    let close = open + field[open..].find(']')?;
+    let name = &field[open..close];
+    let keep = name.chars().count().checked_sub(excess + 2)?;
+    if keep < MIN_NAME_CHARS {
+        return None;
+    }
+    let kept: String = name.chars().take(keep).collect();
+    Some(format!("{}{kept}..{}", &field[..open], &field[close..]))
 }
 
 /// A field path without the prefixes every workload of a kind shares:
@@ -181,19 +211,30 @@ mod tests {
     }
 
     #[test]
-    fn a_long_field_is_dropped_before_the_consequence_is_cut() {
+    fn a_long_container_name_is_shortened_before_anything_else() {
+        let name = "c".repeat(63);
         let finding = Finding::new(
             Rule::PrestopExceedsGrace,
-            format!(
-                "spec.template.spec.containers[{}].lifecycle.preStop",
-                "c".repeat(63)
-            ),
-            "sleep 45s >= grace 30s: no time to stop after SIGTERM",
+            format!("spec.template.spec.containers[{name}].lifecycle.preStop"),
+            "sleep 45s >= grace 30s",
         );
         let warning = Violation::new(finding, Action::Warn, true).warning("rollguard audit warns ");
+        assert_eq!(warning.chars().count(), MAX_WARNING_CHARS, "{warning}");
+        let kept = MAX_WARNING_CHARS
+            - "rollguard audit warns prestop-exceeds-grace (waived): containers[..].lifecycle.preStop: sleep 45s >= grace 30s".chars().count();
         assert_eq!(
             warning,
-            "rollguard audit warns prestop-exceeds-grace (waived): sleep 45s >= grace 30s: no time to stop after SIGTERM"
+            format!(
+                "rollguard audit warns prestop-exceeds-grace (waived): containers[{}..].lifecycle.preStop: sleep 45s >= grace 30s",
+                "c".repeat(kept)
+            )
+        );
+        // A name too short to shorten enough: the field goes, the detail stays whole.
+        let finding = Finding::new(Rule::PrestopExceedsGrace, "spec.x", "y ".repeat(50));
+        let warning = Violation::new(finding, Action::Warn, false).warning("rollguard ");
+        assert!(
+            !warning.contains("spec.x") && !warning.contains("x:"),
+            "{warning}"
         );
         assert_eq!(
             short_field("spec.updateStrategy.rollingUpdate.maxUnavailable"),

@@ -122,16 +122,17 @@ impl Mutation {
 
     /// The admission warning (at most 120 characters): rule, field and new
     /// value in words, e.g. `rollguard audit prestop-sleep: would set
-    /// containers[app].lifecycle.preStop to sleep seconds 10`. When the whole
-    /// value does not fit, it is left out rather than cut and the warning
-    /// points to the audit annotation that carries [`Mutation::describe`].
+    /// containers[app].lifecycle.preStop to sleep seconds 10`. A long
+    /// container name is shortened to fit ([`findings::fit`]); the rule and
+    /// the value are never cut. Only a value too long for any line is left
+    /// out, pointing to the audit annotation that carries
+    /// [`Mutation::describe`].
     pub fn warning(&self, prefix: &str, verb: &str) -> String {
-        let head = format!("{prefix}{}: {verb} {}", self.rule, short_field(&self.field));
-        let full = format!("{head} to {}", words(&self.new));
-        if full.chars().count() <= MAX_WARNING_CHARS {
-            return full;
-        }
-        short_warning(&format!("{head} (value in audit annotation detail)"))
+        let head = format!("{prefix}{}: {verb} ", self.rule);
+        let field = short_field(&self.field);
+        findings::fit(&head, field, &format!(" to {}", words(&self.new)))
+            .or_else(|| findings::fit(&head, field, " (value in audit annotation detail)"))
+            .unwrap_or_else(|| short_warning(&format!("{head}{field}")))
     }
 
     /// `field: old → new`, values in compact JSON.

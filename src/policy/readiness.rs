@@ -156,21 +156,15 @@ pub fn check(spec: &PodSpec, ctx: &Context<'_>) -> Vec<Finding> {
             found.push(Finding::new(
                 Rule::ReadinessMissing,
                 ctx.container_field(&c.name, ".readinessProbe"),
-                format!(
-                    "container {} declares a TCP port but has no readinessProbe",
-                    c.name
-                ),
+                "declares a TCP port but has no readinessProbe",
             ));
         }
         if let (Some(readiness), Some(liveness)) = (&c.readiness_probe, &c.liveness_probe) {
             if readiness == liveness {
                 found.push(Finding::new(
                     Rule::ReadinessIsLiveness,
-                    ctx.container_field(&c.name, ".livenessProbe"),
-                    format!(
-                        "container {} has identical readiness and liveness probes",
-                        c.name
-                    ),
+                    ctx.container_field(&c.name, ""),
+                    "identical readiness and liveness probes",
                 ));
             }
         }

@@ -1,13 +1,20 @@
 //! Which containers serve traffic, from what the manifest says: only those
 //! get a preStop sleep and an injected readiness probe.
 //!
-//! A container serves when it declares a port that is not only for
-//! monitoring (`metrics`, `healthz`, probe ports), is not on the skip list
-//! (by name or image), and is not a known helper sidecar (kube-rbac-proxy,
-//! configmap-reload, jaeger-agent, envoy, node-driver-registrar…) beside
-//! another container. rollguard sees one object at a time, so a container
-//! that serves through a Service without declaring `ports:` is not seen as
-//! serving: declare its port (kubectl explain pod.spec.containers.ports).
+//! A container serves when it is not on the skip list (by name or image),
+//! is not a known helper sidecar (kube-rbac-proxy, configmap-reload,
+//! jaeger-agent, envoy, node-driver-registrar…) beside another container,
+//! and either
+//! - declares a port that is not only for monitoring (`metrics`, `healthz`,
+//!   probe ports), or
+//! - declares no `ports:` at all but has a readiness or liveness probe on a
+//!   port (`httpGet`, `tcpSocket` or `grpc`): it listens there, and a
+//!   Service may reach it without the port being declared (zipkin, jaeger,
+//!   grafana, skywalking-ui in the corpus).
+//!
+//! rollguard sees one object at a time, so a container that serves through
+//! a Service with neither `ports:` nor a probe is not seen as serving:
+//! declare its port (kubectl explain pod.spec.containers.ports).
 
 use crate::settings::image_name;
 use crate::workload::{Container, PodSpec};
@@ -55,12 +62,21 @@ fn is_helper_sidecar(container: &Container, spec: &PodSpec) -> bool {
         })
 }
 
+/// A readiness or liveness probe that connects to a port.
+fn probes_a_port(container: &Container) -> bool {
+    [&container.readiness_probe, &container.liveness_probe]
+        .into_iter()
+        .flatten()
+        .any(|probe| probe.http_get.is_some() || probe.tcp_socket.is_some() || probe.grpc.is_some())
+}
+
 /// True when the container serves traffic (see the module documentation).
 pub fn serves(container: &Container, spec: &PodSpec, ctx: &Context<'_>) -> bool {
-    let serving_port = container
-        .ports
-        .iter()
-        .flatten()
-        .any(|p| !p.name.as_deref().is_some_and(is_auxiliary_port));
+    let serving_port = match container.ports.as_deref() {
+        None | Some([]) => probes_a_port(container),
+        Some(ports) => ports
+            .iter()
+            .any(|p| !p.name.as_deref().is_some_and(is_auxiliary_port)),
+    };
     serving_port && !skipped(container, ctx) && !is_helper_sidecar(container, spec)
 }

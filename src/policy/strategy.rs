@@ -55,9 +55,9 @@ pub fn plan(workload: &Workload, ctx: &Context<'_>, planned_grace: Option<i64>) 
         max_unavailable: rollout.max_unavailable.clone(),
     };
     let profile = ctx.declared.profile;
-    // A lone pod that binds a hostPort leaves no room for a surge pod beside
-    // it on a one-node cluster: no rule forces surge-first on it
-    // (`single-replica-host-port` warns instead).
+    // A lone pod that binds a hostPort (or runs on the host network) leaves
+    // no room for a surge pod beside it on a one-node cluster: no rule
+    // forces surge-first on it (`single-replica-host-port` warns instead).
     let surge_fits = !(rollout.replicas == 1 && host_port(workload).is_some());
     let mut current = original.clone();
     // Each rule states the values it wants; later rules win on the fields
@@ -338,28 +338,32 @@ pub fn check(workload: &Workload, ctx: &Context<'_>) -> Vec<Finding> {
             None => found.extend(check_flush_overlap(workload)),
         }
     }
-    if let (1, Some((container, port))) = (rollout.replicas, host_port(workload)) {
+    if let (1, Some(bound)) = (rollout.replicas, host_port(workload)) {
         if rollout.fenceposts().is_ok_and(|f| f.unavailable >= 1) {
             found.push(Finding::new(
                 Rule::SingleReplicaHostPort,
                 "spec.strategy.rollingUpdate",
-                format!("1 replica on hostPort {port}: no room to surge, down each rollout ({container})"),
+                format!("1 replica on {bound}: no surge fits its node, down each rollout"),
             ));
         }
     }
     found
 }
 
-/// The first container port bound on the node: a surge pod that binds it
-/// cannot schedule beside the old one (ingress-nginx for kind on one node).
-fn host_port(workload: &Workload) -> Option<(&str, i32)> {
-    workload.pod_spec.containers.iter().find_map(|c| {
+/// What binds a port on the node, as the warning names it: the first
+/// container `hostPort`, or `hostNetwork: true` (every container port binds
+/// on the node). A surge pod that binds it cannot schedule beside the old
+/// one (ingress-nginx for kind, rook's direct-mount, on one node).
+fn host_port(workload: &Workload) -> Option<String> {
+    let spec = &workload.pod_spec;
+    let bound = spec.containers.iter().find_map(|c| {
         c.ports
             .iter()
             .flatten()
             .find_map(|p| p.host_port.filter(|n| *n > 0))
-            .map(|port| (c.name.as_str(), port))
-    })
+            .map(|port| format!("hostPort {port}"))
+    });
+    bound.or_else(|| (spec.host_network == Some(true)).then(|| "hostNetwork".to_string()))
 }
 
 /// A stateful Deployment whose minReadySeconds is below the flush: the
