@@ -589,10 +589,7 @@ fn a_rollout_started_at_a_scaled_down_count_is_judged_at_the_live_replicas() {
         new_never_ready: true,
     };
     let silent = simulate(&from_object(&live, assume).unwrap().unwrap());
-    assert!(
-        silent.outage(),
-        "as scaled, a broken release has 0 ready"
-    );
+    assert!(silent.outage(), "as scaled, a broken release has 0 ready");
     let update = reply(Route::Mutate, "UPDATE", live.clone());
     assert_eq!(update["response"]["allowed"], json!(true), "{update}");
     let rolled = patched(&live, &update);

@@ -112,7 +112,9 @@ fn validate(versions: &[u32], files: &[(PathBuf, u32)]) {
             .args(["--strict", "--quiet", "-k", &version])
             .args(files)
             .output()
-            .expect("kubernetes-validate is not installed: run scripts/test-deps.sh (.ci/run does)");
+            .expect(
+                "kubernetes-validate is not installed: run scripts/test-deps.sh (.ci/run does)",
+            );
         let report = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(
