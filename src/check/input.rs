@@ -211,7 +211,7 @@ fn is_blank(text: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseFailure {
     pub line: usize,
-    /// 1-based, when the parser knows it (also named in `message`).
+    /// 1-based, when the parser knows it (the report prints `file:line:column`).
     pub column: Option<usize>,
     pub message: String,
 }
@@ -315,8 +315,8 @@ fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
 
 /// The parser's error at the file's own line and column: its lines count
 /// from the document's first line, comments included, so its own "at line
-/// N, column M" is replaced by the file's column (the report prints the
-/// file's line).
+/// N, column M" is dropped from the message (the report prints the
+/// file's line and column).
 fn failure(doc: &Document, err: &serde_saphyr::Error) -> ParseFailure {
     let location = err.location().filter(|l| l.line() > 0);
     let line = location
@@ -333,14 +333,10 @@ fn failure(doc: &Document, err: &serde_saphyr::Error) -> ParseFailure {
         Some(at) if message[at..].contains(", column ") => &message[..at],
         _ => message,
     };
-    let message = match column {
-        Some(column) => format!("{message} (column {column})"),
-        None => message.to_string(),
-    };
     ParseFailure {
         line,
         column,
-        message,
+        message: message.to_string(),
     }
 }
 

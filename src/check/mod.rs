@@ -266,7 +266,7 @@ fn check_stream(
             Ok(doc) => doc,
             Err(failure) => {
                 summary.errors += 1;
-                reporter.error(out, source, failure.line, &failure.message)?;
+                reporter.parse_failure(out, source, &failure)?;
                 continue;
             }
         };
@@ -279,7 +279,7 @@ fn check_stream(
             }
             Err(failure) => {
                 summary.errors += 1;
-                reporter.error(out, source, failure.line, &failure.message)?;
+                reporter.parse_failure(out, source, &failure)?;
                 reporter.passthrough(out, &doc.text)?;
                 continue;
             }

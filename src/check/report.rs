@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::{CheckError, ObjectReport, Summary};
+use super::{CheckError, ObjectReport, ParseFailure, Summary};
 use crate::policy::EffectiveMode;
 use crate::rules::Action;
 
@@ -135,7 +135,18 @@ impl Reporter {
         line: usize,
         message: &str,
     ) -> Result<(), CheckError> {
-        self.input_problem(out, "error", RED, source, line, message)
+        self.input_problem(out, "error", RED, source, (line, None), message)
+    }
+
+    /// A document that could not be parsed, at its line and column.
+    pub fn parse_failure(
+        &mut self,
+        out: &mut dyn Write,
+        source: &str,
+        failure: &ParseFailure,
+    ) -> Result<(), CheckError> {
+        let at = (failure.line, failure.column);
+        self.input_problem(out, "error", RED, source, at, &failure.message)
     }
 
     /// A problem in the input that did not stop it being read.
@@ -146,28 +157,41 @@ impl Reporter {
         line: usize,
         message: &str,
     ) -> Result<(), CheckError> {
-        self.input_problem(out, "warning", YELLOW, source, line, message)
+        self.input_problem(out, "warning", YELLOW, source, (line, None), message)
     }
 
     /// `level` is `error` or `warning`: the word shown and the JSON/SARIF key.
+    /// `at` is the line and, when known, the column.
     fn input_problem(
         &mut self,
         out: &mut dyn Write,
         level: &str,
         color: &str,
         source: &str,
-        line: usize,
+        at: (usize, Option<usize>),
         message: &str,
     ) -> Result<(), CheckError> {
-        let position = position(source, line);
+        let (line, column) = at;
+        let position = match column {
+            Some(column) if line > 0 => format!("{source}:{line}:{column}"),
+            _ => position(source, line),
+        };
         match self.format {
             Format::Text => writeln!(out, "{}: {position}: {message}", self.paint(color, level))?,
-            Format::Sarif => self.json_entry(
-                out,
-                &sarif_result("invalid-input", level, message, source, line),
-            )?,
+            Format::Sarif => {
+                let mut result = sarif_result("invalid-input", level, message, source, line);
+                if let Some(column) = column {
+                    result["locations"][0]["physicalLocation"]["region"]["startColumn"] =
+                        json!(column);
+                }
+                self.json_entry(out, &result)?
+            }
             Format::Json => {
-                self.json_entry(out, &json!({"file": source, "line": line, level: message}))?
+                let mut entry = json!({"file": source, "line": line, level: message});
+                if let Some(column) = column {
+                    entry["column"] = json!(column);
+                }
+                self.json_entry(out, &entry)?
             }
             // Keep the pipeline's stdout valid YAML / diff.
             Format::Yaml | Format::Diff | Format::Report => {
