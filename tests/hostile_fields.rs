@@ -19,12 +19,11 @@ use rollguard::admission::PolicyConfig;
 use rollguard::policy::{self, EngineError, EvalRequest, Mode, Stage};
 use rollguard::server::{app, AppState};
 use rollguard::settings::Settings;
-use rollguard::tls;
 use rollguard::workload::{
     WorkloadKind, MAX_CONTAINERS_REVIEWED, MAX_ITEMS_REVIEWED, MAX_TEXT_BYTES_REVIEWED,
 };
 use support::binary::{peak_rss_kib, Binary, SHIPPED_MEMORY_LIMIT_MIB};
-use support::tls::{client_config, reqwest_builder, trust_any_server, H1};
+use support::tls::{trusting_client, H1};
 
 const POD_REVIEW: &str = include_str!("fixtures/admission/pod-create.json");
 
@@ -227,13 +226,7 @@ fn hostile_reviews() -> Vec<Hostile> {
 }
 
 fn insecure_client() -> reqwest::Client {
-    let cert = tls::self_signed().expect("certificate").cert_pem;
-    let mut config = client_config(&[&cert], None, H1);
-    trust_any_server(&mut config);
-    reqwest_builder(config)
-        .timeout(TEST_BOUND)
-        .build()
-        .expect("client")
+    trusting_client(H1, TEST_BOUND)
 }
 
 /// What one hostile review did to a fresh server.

@@ -29,7 +29,7 @@ use support::http::{assert_closed_within, closed_within, read_response, wait_rea
 use support::server::{quick_timeouts, TestServer};
 use support::temp::TempDir;
 use support::tls::{
-    client_config, https_client, plain_client, reqwest_builder, trust_any_server, H1, H2, H2_AND_H1,
+    client_config, https_client, plain_client, reqwest_builder, trusting_client, H1, H2, H2_AND_H1,
 };
 use support::WAIT_BOUND;
 
@@ -1270,30 +1270,9 @@ use support::binary::{peak_rss_kib, SHIPPED_MEMORY_LIMIT_MIB};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_and_huge_reviews_stay_well_within_the_shipped_memory_limit() {
     bounded(async {
-        let mut binary = Binary::start(&[
-            "serve",
-            "--self-signed",
-            "--prestop-handler",
-            "sleep",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--shutdown-delay",
-            "0",
-        ]);
-        let https = binary.address_after("listening on https://");
-        let ops = binary.address_after("ops on http://");
-        wait_ready(ops).await;
-        let insecure = |alpn: &[&[u8]]| {
-            let cert = tls::self_signed().expect("certificate").cert_pem;
-            let mut config = client_config(&[&cert], None, alpn);
-            trust_any_server(&mut config);
-            reqwest_builder(config)
-                .timeout(TEST_BOUND)
-                .build()
-                .expect("client")
-        };
+        let (mut binary, https, _) =
+            Binary::serve(&["--self-signed", "--shutdown-delay", "0"]).await;
+        let insecure = |alpn: &[&[u8]]| trusting_client(alpn, TEST_BOUND);
         let url = format!("https://{https}/mutate");
         let small = post_review(&insecure(H1), url.clone(), POD_REVIEW.into()).await;
         assert_eq!(small.status(), 200);
@@ -1719,28 +1698,9 @@ async fn bodies_past_the_budget_wait_then_get_503_with_retry_after_and_fit_once_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reviews_at_the_body_limit_stay_within_the_shipped_memory_limit() {
     bounded(async {
-        let mut binary = Binary::start(&[
-            "serve",
-            "--self-signed",
-            "--prestop-handler",
-            "sleep",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--shutdown-delay",
-            "0",
-        ]);
-        let https = binary.address_after("listening on https://");
-        let ops = binary.address_after("ops on http://");
-        wait_ready(ops).await;
-        let cert = tls::self_signed().expect("certificate").cert_pem;
-        let mut config = client_config(&[&cert], None, H2_AND_H1);
-        trust_any_server(&mut config);
-        let client = reqwest_builder(config)
-            .timeout(TEST_BOUND)
-            .build()
-            .expect("client");
+        let (mut binary, https, _) =
+            Binary::serve(&["--self-signed", "--shutdown-delay", "0"]).await;
+        let client = trusting_client(H2_AND_H1, TEST_BOUND);
         let url = format!("https://{https}/mutate?timeout=10s");
         // 7 MB each, under the body limit: 8 of them buffered at once were
         // 56 MB of bodies alone.

@@ -70,6 +70,19 @@ pub fn https_client(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
         .expect("client")
 }
 
+/// A reqwest client for a binary serving its own self-signed certificate
+/// (`--self-signed`): any server certificate is trusted, each request is
+/// bounded by `timeout`.
+pub fn trusting_client(alpn: &[&[u8]], timeout: std::time::Duration) -> reqwest::Client {
+    let cert = tls::self_signed().expect("certificate").cert_pem;
+    let mut config = client_config(&[&cert], None, alpn);
+    trust_any_server(&mut config);
+    reqwest_builder(config)
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
+
 /// A client for the plain-HTTP ops port. reqwest without a crypto provider
 /// still wants a TLS configuration, so it gets one that trusts nothing useful.
 pub fn plain_client() -> reqwest::Client {
