@@ -539,10 +539,7 @@ impl Lister<'_> {
         let expected = list.kind.name();
         if let Some(kind) = object.get("kind").and_then(Value::as_str) {
             if !kind.is_empty() && kind != expected {
-                let name = object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("<unnamed>");
+                let name = super::display_name(&object);
                 let message = format!(
                     "the list of {} holds {name} of kind {kind}: not judged as a {expected}; check the API server",
                     list.resource.plural

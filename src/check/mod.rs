@@ -36,6 +36,16 @@ pub struct CheckOptions {
     pub settings: Settings,
 }
 
+/// How reports name an object: `metadata.name`, else `generateName*` (a
+/// Pod made by a ReplicaSet has no name yet), else `<unnamed>`.
+pub fn display_name(object: &Value) -> String {
+    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
+    text("/metadata/name")
+        .map(str::to_string)
+        .or_else(|| text("/metadata/generateName").map(|g| format!("{g}*")))
+        .unwrap_or_else(|| "<unnamed>".to_string())
+}
+
 /// Counts for the summary line and the exit code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -337,9 +347,7 @@ fn evaluate<'a>(
         line,
         kind: text("/kind").unwrap_or_else(|| "<no kind>".to_string()),
         namespace: text("/metadata/namespace"),
-        name: text("/metadata/name")
-            .or_else(|| text("/metadata/generateName").map(|g| format!("{g}*")))
-            .unwrap_or_else(|| "<unnamed>".to_string()),
+        name: display_name(object),
         original: object,
         verdict: None,
         error: None,

@@ -76,7 +76,7 @@ fn identity(kind: WorkloadKind, object: &Value) -> String {
         text("/metadata/namespace")
             .map(|n| format!("{n}/"))
             .unwrap_or_default(),
-        text("/metadata/name").unwrap_or("<unnamed>")
+        crate::check::display_name(object)
     )
 }
 
